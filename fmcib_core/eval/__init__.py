@@ -1,0 +1,1 @@
+"""eval layer of fmcib_core."""

@@ -1,0 +1,1 @@
+"""losses layer of fmcib_core."""
