@@ -6,4 +6,8 @@ Layers, lowest first (a lower layer never imports a higher one):
 
 from __future__ import annotations
 
+from fmcib_core.data.patches import extract_patches
+
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "extract_patches"]

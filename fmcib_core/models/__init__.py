@@ -1,1 +1,25 @@
-"""models layer of fmcib_core."""
+"""Models: the FMCIB backbone family (MONAI 3D ResNets) and the MLP heads on top of it."""
+
+from __future__ import annotations
+
+from fmcib_core.models.backbone import BACKBONES, backbone_output_dim, build_backbone
+from fmcib_core.models.heads import (
+    TASKS,
+    FMCIBModel,
+    TaskSpec,
+    mlp_head,
+    projection_head,
+    task_head,
+)
+
+__all__ = [
+    "BACKBONES",
+    "TASKS",
+    "FMCIBModel",
+    "TaskSpec",
+    "backbone_output_dim",
+    "build_backbone",
+    "mlp_head",
+    "projection_head",
+    "task_head",
+]

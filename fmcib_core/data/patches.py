@@ -1,0 +1,285 @@
+"""From a seed point to a patch: the one sampling function shared by training and inference.
+
+The patch is the window of METHOD section 2: the volume resampled onto an axis-aligned 1 mm grid
+built in RAS terms from the 8 corner voxel centres, oriented LPS, cropped around the truncated seed
+index and padded symmetrically. Only the window's points are sampled (trilinear, from the original
+voxels, blending with -1024 HU outside the box of voxel centres); the whole grid is never built.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+from tqdm.auto import tqdm
+
+from fmcib_core.data.volume import Volume
+from fmcib_core.io.tables import COORD_COLUMNS, read_table, resolve_image_paths
+
+__all__ = [
+    "HU_OFFSET",
+    "HU_SCALE",
+    "GridGeometry",
+    "PatchError",
+    "extract_patches",
+    "iter_patches",
+    "normalise_hu",
+    "patch_grid",
+    "random_seed_point",
+    "sample_patch",
+]
+
+log = logging.getLogger(__name__)
+
+HU_OFFSET = 1024.0
+HU_SCALE = 3072.0
+_RAS_FLIP = np.array([-1.0, -1.0, 1.0])
+
+
+class PatchError(ValueError):
+    """A seed point that has no patch: outside the scan's grid, or not a finite number."""
+
+
+def normalise_hu(hu: np.ndarray) -> np.ndarray:
+    """``(HU + 1024) / 3072`` in float64, without clipping (-1024 -> 0, 2048 -> 1)."""
+    return (np.asarray(hu, dtype=np.float64) + HU_OFFSET) / HU_SCALE
+
+
+@dataclass(frozen=True, eq=False)
+class GridGeometry:
+    """The scan's 1 mm resampling grid (METHOD 2.2-2.3); every array is in (x, y, z) order.
+
+    Attributes:
+        lo: the grid's first point in RAS mm (per-axis minimum over the 8 corner voxel centres).
+        n: point counts, ``round(hi - lo + 1)`` with numpy's half-to-even rounding.
+        origin: the LPS world position of grid index (0, 0, 0) once oriented LPS; index ``j`` lies
+            at ``origin + j`` mm.
+    """
+
+    lo: np.ndarray
+    n: np.ndarray
+    origin: np.ndarray
+
+    @property
+    def last(self) -> np.ndarray:
+        """LPS world position of the grid's last point, ``origin + n - 1``."""
+        return self.origin + self.n - 1
+
+
+def patch_grid(volume: Volume) -> GridGeometry:
+    """Build the RAS 1 mm grid of ``volume`` (direction cosines dropped) and orient it LPS."""
+    corners_ras = volume.corners_lps() * _RAS_FLIP
+    lo, hi = corners_ras.min(axis=0), corners_ras.max(axis=0)
+    n = np.round(hi - lo + 1).astype(np.int64)
+    origin = np.array([-(lo[0] + n[0] - 1), -(lo[1] + n[1] - 1), lo[2]])
+    return GridGeometry(lo=lo, n=n, origin=origin)
+
+
+def _seed_index(seed_lps: np.ndarray, grid: GridGeometry) -> np.ndarray:
+    seed = np.asarray(seed_lps, dtype=np.float64).reshape(-1)
+    if seed.shape != (3,) or not np.all(np.isfinite(seed)):
+        raise PatchError(f"seed {seed.tolist()} must be 3 finite LPS mm values (x, y, z)")
+    index = np.trunc(seed - grid.origin).astype(np.int64)
+    if np.all((index >= 0) & (index < grid.n)):
+        return index
+    message = (
+        f"seed {seed.tolist()} (LPS mm) lies outside the scan's 1 mm grid, which spans "
+        f"{grid.origin.tolist()} to {grid.last.tolist()} (LPS mm)"
+    )
+    flipped = np.trunc(seed * _RAS_FLIP - grid.origin)
+    if np.all((flipped >= 0) & (flipped < grid.n)):
+        message += "; with x and y negated it would be inside: the seed looks like RAS, give LPS"
+    raise PatchError(message)
+
+
+def _sample_world(volume: Volume, axes_lps: list[np.ndarray]) -> np.ndarray:
+    """Trilinear values (normalised) at the LPS points ``axes_lps[0] x [1] x [2]``, (z, y, x)."""
+    to_index = np.linalg.inv(volume.index_to_world)
+    base = to_index @ (np.array([a[0] for a in axes_lps]) - volume.origin)
+    steps = [np.arange(len(a), dtype=np.float64) for a in axes_lps]
+    # Continuous index (x, y, z) of each window point, broadcast over the (z, y, x) window.
+    coords = [
+        base[i]
+        + to_index[i, 0] * steps[0][None, None, :]
+        + to_index[i, 1] * steps[1][None, :, None]
+        + to_index[i, 2] * steps[2][:, None, None]
+        for i in range(3)
+    ]
+    coords_zyx = np.stack(np.broadcast_arrays(*coords[::-1]))
+    shape = np.array(volume.array.shape)
+    flat = coords_zyx.reshape(3, -1)
+    start = np.clip(np.floor(flat.min(axis=1)).astype(np.int64), 0, shape)
+    stop = np.clip(np.floor(flat.max(axis=1)).astype(np.int64) + 2, 0, shape)
+    if np.any(stop <= start):
+        return np.zeros(coords_zyx.shape[1:])
+    block = volume.array[tuple(slice(a, b) for a, b in zip(start, stop, strict=True))]
+    # 'grid-constant' pads with cval *before* interpolating, so a point half a voxel beyond the
+    # last voxel centre gets half that voxel's value; 'constant' would return 0 there.
+    return ndimage.map_coordinates(
+        normalise_hu(block),
+        coords_zyx - start[:, None, None, None],
+        order=1,
+        mode="grid-constant",
+        cval=0.0,
+    )
+
+
+def sample_patch(volume: Volume, seed_lps: np.ndarray, size: int = 50) -> np.ndarray:
+    """The ``size``^3 mm patch around a seed point (METHOD section 2).
+
+    Args:
+        volume: the CT volume (HU).
+        seed_lps: the seed point, world mm LPS, order (x, y, z).
+        size: the window's side in grid points (1 mm each).
+
+    Returns:
+        float32 array, shape (1, size, size, size), axes (z, y, x), values ``(HU + 1024) / 3072``.
+
+    Raises:
+        PatchError: the seed is not finite, or ``trunc(seed - grid origin)`` falls outside the grid
+            on some axis (the message gives the grid's LPS extent and spots RAS-for-LPS mix-ups).
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive number of voxels; got {size}")
+    grid = patch_grid(volume)
+    index = _seed_index(seed_lps, grid)
+    start = np.maximum(index - size // 2, 0)
+    stop = np.minimum(index - size // 2 + size, grid.n)
+    axes = [grid.origin[i] + np.arange(start[i], stop[i], dtype=np.float64) for i in range(3)]
+    window = _sample_world(volume, axes)
+    missing = size - (stop - start)[::-1]
+    pad = [(int(d) // 2, int(d) - int(d) // 2) for d in missing]
+    return np.pad(window, pad).astype(np.float32)[None]
+
+
+def random_seed_point(
+    volume: Volume,
+    rng: np.random.Generator,
+    size: int = 50,
+    *,
+    avoid_lps: np.ndarray | None = None,
+    min_distance_mm: float = 0.0,
+    max_tries: int = 100,
+) -> np.ndarray | None:
+    """A uniformly random seed point of the scan's 1 mm grid, for SSL negative patches.
+
+    Per axis, the grid index is drawn uniformly among those whose ``size`` window lies entirely on
+    the grid (any index when the grid is shorter than ``size`` on that axis). The point returned is
+    the middle of that grid cell (index + 0.5 mm), so that ``sample_patch`` truncates it back to
+    the drawn index whatever the floating-point rounding.
+
+    Args:
+        volume: the CT volume.
+        rng: the random generator (the caller owns the seed).
+        size: the window's side, as given to ``sample_patch``.
+        avoid_lps: a seed point (LPS mm) the result must keep ``min_distance_mm`` away from.
+        min_distance_mm: the smallest allowed distance to ``avoid_lps`` (0: no constraint).
+        max_tries: draws made before giving up on the distance constraint.
+
+    Returns:
+        The seed point (LPS mm, (x, y, z)), or None when ``max_tries`` draws all fell within
+        ``min_distance_mm`` of ``avoid_lps`` (e.g. a scan smaller than that distance).
+    """
+    grid = patch_grid(volume)
+    low = np.where(grid.n >= size, size // 2, 0)
+    high = np.where(grid.n >= size, grid.n - size + size // 2, grid.n - 1)
+    for _ in range(max_tries):
+        point = grid.origin + rng.integers(low, high, endpoint=True) + 0.5
+        if avoid_lps is None or min_distance_mm <= 0:
+            return point
+        if np.linalg.norm(point - np.asarray(avoid_lps, dtype=np.float64)) >= min_distance_mm:
+            return point
+    return None
+
+
+def _absolute_paths(table: pd.DataFrame, base_dir: str | Path | None) -> pd.Series:
+    if base_dir is not None:
+        return table["image_path"].map(lambda p: str(Path(base_dir) / str(p)))
+    relative = [p for p in table["image_path"].astype(str) if not Path(p).is_absolute()]
+    if relative:
+        raise ValueError(
+            f"{len(relative)} image_path value(s) are relative (first: {relative[0]!r}); "
+            "pass base_dir or give the table's path so they can be resolved"
+        )
+    return table["image_path"].astype(str)
+
+
+def iter_patches(
+    table: pd.DataFrame,
+    base_dir: str | Path | None = None,
+    size: int = 50,
+    *,
+    progress: bool = False,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(row position, patch)`` for every row, reading each image once.
+
+    Rows are grouped by image (images in order of first appearance, rows in table order within an
+    image), so only one volume is in memory at a time.
+
+    Args:
+        table: a lesion table with ``image_path`` and ``coordX/Y/Z`` (LPS mm).
+        base_dir: folder that relative image paths are relative to; without it every path must be
+            absolute.
+        size: the patch side, as in ``sample_patch``.
+        progress: show a tqdm bar (one step per lesion).
+
+    Yields:
+        The row's position (0-based, in table order) and its (1, size, size, size) float32 patch.
+
+    Raises:
+        PatchError: a seed outside its image's grid; the message names the row and the image.
+    """
+    missing = [c for c in ("image_path", *COORD_COLUMNS) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; lesion tables need image_path + coords")
+    paths = _absolute_paths(table, base_dir).to_numpy()
+    seeds = table[list(COORD_COLUMNS)].to_numpy(dtype=np.float64)
+    groups = pd.Series(np.arange(len(table))).groupby(paths, sort=False)
+    with tqdm(total=len(table), disable=not progress, unit="lesion") as bar:
+        for path, rows in groups:
+            volume = Volume.load(path)
+            for row in rows.to_numpy():
+                try:
+                    patch = sample_patch(volume, seeds[row], size)
+                except PatchError as err:
+                    raise PatchError(f"row {row} ({path}): {err}") from err
+                bar.update()
+                yield int(row), patch
+            log.debug("sampled %d patch(es) from %s", len(rows), path)
+
+
+def extract_patches(
+    table_or_path: pd.DataFrame | str | Path,
+    size: int = 50,
+    *,
+    base_dir: str | Path | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Patches for every lesion of a table, in table order.
+
+    Args:
+        table_or_path: a lesion table, or the path of a CSV/parquet table (relative image paths
+            are then resolved against the table's folder).
+        size: the patch side, as in ``sample_patch``.
+        base_dir: for a DataFrame, the folder relative image paths are relative to.
+        progress: show a tqdm bar.
+
+    Returns:
+        float32 array of shape (N, 1, size, size, size), axes (z, y, x), normalised units.
+    """
+    if isinstance(table_or_path, pd.DataFrame):
+        table = table_or_path
+    else:
+        if base_dir is not None:
+            raise ValueError("base_dir is for a DataFrame; a table file's own folder is used")
+        table = read_table(table_or_path)
+        table = table.assign(image_path=resolve_image_paths(table, table_or_path))
+    patches = np.empty((len(table), 1, size, size, size), dtype=np.float32)
+    for row, patch in iter_patches(table, base_dir, size, progress=progress):
+        patches[row] = patch
+    return patches

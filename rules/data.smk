@@ -1,0 +1,59 @@
+# Data: the synthetic demo, table validation and the pretraining volume cache.
+
+
+if config["demo"]:
+
+    rule make_demo_data:
+        input:
+            script=script("make_demo_data"),
+        output:
+            tables=[
+                os.path.join(config["demo"]["out_dir"], f"{name}.csv")
+                for name in ["pretrain"]
+                + [
+                    f"task{t}_{s}"
+                    for t in TASK_LABELS
+                    for s in ("train", "val", "test")
+                ]
+            ],
+        log:
+            "logs/make_demo_data.log",
+        benchmark:
+            "results/benchmarks/make_demo_data.tsv"
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=config["resources"]["cpu_mem_mb"],
+            runtime=config["resources"]["cpu_runtime"],
+        params:
+            out_dir=lambda wc, output: os.path.dirname(output.tables[0]),
+            seed=config["demo"]["seed"],
+            scale=config["demo"]["scale"],
+        shell:
+            "python {input.script} --out {params.out_dir} --seed {params.seed}"
+            " --scale {params.scale} 2> {log}"
+
+
+rule validate_table:
+    input:
+        script=script("validate_table"),
+        table=lambda wc: TABLES[wc.table],
+    output:
+        report="results/validation/{table}.json",
+    log:
+        "logs/validate_table/{table}.log",
+    benchmark:
+        "results/benchmarks/validate_table/{table}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["cpu_mem_mb"],
+        runtime=config["resources"]["cpu_runtime"],
+    params:
+        labels=lambda wc: " ".join(table_labels(wc.table)),
+        labels_flag=lambda wc: "--labels" if table_labels(wc.table) else "",
+    shell:
+        "python {input.script} {input.table} {params.labels_flag} {params.labels}"
+        " --report {output.report} 2> {log}"
