@@ -106,14 +106,18 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if suffix in (".parquet", ".pq"):
             return pd.read_parquet(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as err:
-        raise TableError(f"{path}: table cannot be parsed ({err}); save it as CSV or parquet") from err
+        raise TableError(
+            f"{path}: table cannot be parsed ({err}); save it as CSV or parquet"
+        ) from err
     raise TableError(f"{path}: unknown table format '{suffix}'; use .csv or .parquet")
 
 
 def resolve_image_paths(table: pd.DataFrame, table_path: str | Path) -> pd.Series:
-    """Return ``image_path`` as absolute paths, relative ones resolved against the table's folder."""
+    """Return ``image_path`` as absolute paths; relative ones are taken from the table's folder."""
     base = Path(table_path).resolve().parent
-    return table["image_path"].map(lambda p: str(p) if Path(str(p)).is_absolute() else str(base / str(p)))
+    return table["image_path"].map(
+        lambda p: str(p) if Path(str(p)).is_absolute() else str(base / str(p))
+    )
 
 
 def _is_empty(value: object) -> bool:
