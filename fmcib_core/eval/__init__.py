@@ -1,1 +1,47 @@
-"""eval layer of fmcib_core."""
+"""eval layer of fmcib_core: test metrics and linear evaluation of frozen features."""
+
+from __future__ import annotations
+
+from fmcib_core.eval.linear import (
+    TASK_LABELS,
+    LinearEvalError,
+    LinearEvalResult,
+    LinearModel,
+    fit_linear_eval,
+    labels_from_table,
+    load_linear_model,
+    prediction_table,
+    save_linear_model,
+    task_metrics,
+)
+from fmcib_core.eval.metrics import (
+    BootstrapResult,
+    UndefinedMetricError,
+    average_precision,
+    balanced_accuracy,
+    bootstrap_ci,
+    harrell_c_index,
+    mean_average_precision,
+    roc_auc,
+)
+
+__all__ = [
+    "TASK_LABELS",
+    "BootstrapResult",
+    "LinearEvalError",
+    "LinearEvalResult",
+    "LinearModel",
+    "UndefinedMetricError",
+    "average_precision",
+    "balanced_accuracy",
+    "bootstrap_ci",
+    "fit_linear_eval",
+    "harrell_c_index",
+    "labels_from_table",
+    "load_linear_model",
+    "mean_average_precision",
+    "prediction_table",
+    "roc_auc",
+    "save_linear_model",
+    "task_metrics",
+]

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 from fmcib_core.io.atomic import atomic_path
+from fmcib_core.io.features import (
+    FEATURE_PREFIX,
+    FeatureTableError,
+    feature_names,
+    read_features,
+    write_features,
+)
 from fmcib_core.io.images import ImageReadError, read_image
 from fmcib_core.io.tables import (
     COORD_COLUMNS,
@@ -14,8 +21,20 @@ from fmcib_core.io.tables import (
     resolve_image_paths,
 )
 from fmcib_core.io.validate import ValidationReport, validate_table
+from fmcib_core.io.weights import (
+    WeightsError,
+    WeightsFile,
+    load_into,
+    load_weights,
+    save_fmcib_weights,
+)
 
 __all__ = [
+    "FEATURE_PREFIX",
+    "FeatureTableError",
+    "feature_names",
+    "read_features",
+    "write_features",
     "COORD_COLUMNS",
     "LABEL_SPECS",
     "REQUIRED_COLUMNS",
@@ -23,9 +42,14 @@ __all__ = [
     "LabelSpec",
     "TableError",
     "ValidationReport",
+    "WeightsError",
+    "WeightsFile",
     "atomic_path",
+    "load_into",
+    "load_weights",
     "read_image",
     "read_table",
     "resolve_image_paths",
+    "save_fmcib_weights",
     "validate_table",
 ]

@@ -58,17 +58,25 @@ def write_features(
     path = Path(path)
     features = np.asarray(features)
     if features.ndim != 2 or features.shape[1] < 1:
-        raise ValueError(f"{path}: features must have shape (N, F) with F >= 1, got {features.shape}")
+        raise ValueError(
+            f"{path}: features must have shape (N, F) with F >= 1, got {features.shape}"
+        )
     if features.shape[0] != len(table):
-        raise ValueError(f"{path}: {features.shape[0]} feature rows for a table of {len(table)} rows")
-    if not (np.issubdtype(features.dtype, np.floating) or np.issubdtype(features.dtype, np.integer)):
+        raise ValueError(
+            f"{path}: {features.shape[0]} feature rows for a table of {len(table)} rows"
+        )
+    if not (
+        np.issubdtype(features.dtype, np.floating) or np.issubdtype(features.dtype, np.integer)
+    ):
         raise ValueError(f"{path}: features must be real numbers, got dtype {features.dtype}")
     clashes = [str(c) for c in table.columns if str(c).startswith(FEATURE_PREFIX)]
     if clashes:
         raise ValueError(f"{path}: the table already has feature-like columns {clashes[:5]}")
     suffix = path.suffix.lower()
     if csv != (suffix == ".csv") or (not csv and suffix not in _PARQUET_SUFFIXES):
-        raise ValueError(f"{path}: suffix '{suffix}' does not match format {'csv' if csv else 'parquet'}")
+        raise ValueError(
+            f"{path}: suffix '{suffix}' does not match format {'csv' if csv else 'parquet'}"
+        )
     names = feature_names(features.shape[1])
     block = pd.DataFrame(features.astype(np.float32, copy=False), columns=names)
     out = pd.concat([table.reset_index(drop=True), block], axis=1)
@@ -115,7 +123,9 @@ def read_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, list[str]
             f"found {wrong[:5]} where those were expected"
         )
     if positions[-1] - positions[0] != len(positions) - 1:
-        raise FeatureTableError(f"{path}: feature columns {names[0]} ... {names[-1]} are not contiguous")
+        raise FeatureTableError(
+            f"{path}: feature columns {names[0]} ... {names[-1]} are not contiguous"
+        )
     bad = [(n, frame[n].dtype) for n in names if not pd.api.types.is_float_dtype(frame[n].dtype)]
     if bad:
         listed = ", ".join(f"'{n}' ({d})" for n, d in bad[:5])
@@ -132,7 +142,9 @@ def _read_frame(path: Path) -> pd.DataFrame:
         raise FeatureTableError(f"{path}: feature table does not exist")
     suffix = path.suffix.lower()
     if suffix not in (".csv", *_PARQUET_SUFFIXES):
-        raise FeatureTableError(f"{path}: unknown feature table format '{suffix}'; use .parquet or .csv")
+        raise FeatureTableError(
+            f"{path}: unknown feature table format '{suffix}'; use .parquet or .csv"
+        )
     try:
         if suffix == ".csv":
             return pd.read_csv(path)

@@ -1,1 +1,25 @@
-"""losses layer of fmcib_core."""
+"""Contrastive losses of the self-supervised pretraining (METHOD.md section 4)."""
+
+from __future__ import annotations
+
+from fmcib_core.losses.contrastive import (
+    LOSSES,
+    NegMiningInfoNCE,
+    NTXent,
+    NTXentMined,
+    build_loss,
+    neg_mining_infonce,
+    ntxent,
+    ntxent_mined,
+)
+
+__all__ = [
+    "LOSSES",
+    "NTXent",
+    "NTXentMined",
+    "NegMiningInfoNCE",
+    "build_loss",
+    "neg_mining_infonce",
+    "ntxent",
+    "ntxent_mined",
+]

@@ -1,4 +1,4 @@
-"""The FMCIB backbone: a named family of MONAI 3D ResNets without a classifier (METHOD.md section 3).
+"""The FMCIB backbone: a named family of MONAI 3D ResNets without classifier (METHOD.md sec. 3).
 
 ``resnet50x2`` is the paper's trunk (184,477,824 parameters, 4096 features). The smaller members
 share its layout (1 input channel, 7^3 first conv with stride 2 on every axis, max-pool, shortcut
@@ -47,7 +47,9 @@ def _spec(name: str) -> _Spec:
     try:
         return _SPECS[name]
     except KeyError:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}") from None
+        raise ValueError(
+            f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}"
+        ) from None
 
 
 def backbone_output_dim(name: str) -> int:

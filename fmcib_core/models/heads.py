@@ -74,7 +74,8 @@ def projection_head(in_dim: int = 4096) -> nn.Sequential:
 def task_head(task: int, in_dim: int = 4096) -> nn.Sequential:
     """Head of Task ``task`` (1, 2 or 3) on features of size ``in_dim``: (B, in_dim) -> logits.
 
-    Task 1 ``[in_dim, 2048, 8]``, Task 2 ``[in_dim, 2048, 1]``, Task 3 ``[in_dim, 2048, 512, 256, 1]``.
+    Task 1 ``[in_dim, 2048, 8]``, Task 2 ``[in_dim, 2048, 1]``,
+    Task 3 ``[in_dim, 2048, 512, 256, 1]``.
 
     Raises:
         ValueError: unknown task.

@@ -1,1 +1,8 @@
-"""optim layer of fmcib_core."""
+"""Optimisation of the pretraining: LARS and the per-step cosine schedule (METHOD.md section 4)."""
+
+from __future__ import annotations
+
+from fmcib_core.optim.lars import LARS
+from fmcib_core.optim.schedule import cosine_per_step, scaled_lr, total_steps
+
+__all__ = ["LARS", "cosine_per_step", "scaled_lr", "total_steps"]

@@ -1,0 +1,261 @@
+"""Weights files: the published layout round trip, our Lightning checkpoints, strict loading."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+from fmcib_core.io.weights import (
+    WeightsError,
+    load_into,
+    load_weights,
+    save_fmcib_weights,
+)
+from fmcib_core.models import build_backbone, projection_head, task_head
+from fmcib_core.optim import LARS, cosine_per_step
+
+TINY = "resnet10_w025"
+
+
+def _tiny_state() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    return build_backbone(TINY).state_dict()
+
+
+def _published_layout() -> dict[str, torch.Tensor]:
+    """The 322 keys and shapes of resnet50x2, each tensor a distinct constant.
+
+    Expanded single values keep the file a few kB while the shapes are the real ones.
+    """
+    with torch.device("meta"):
+        layout = build_backbone("resnet50x2").state_dict()
+    return {
+        key: torch.full((), float(i)).to(ref.dtype).expand(ref.shape)
+        for i, (key, ref) in enumerate(layout.items())
+    }
+
+
+def _assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert list(a) == list(b)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".tmp-" in p.name)
+
+
+@pytest.mark.slow
+def test_published_layout_round_trip(tmp_path: Path) -> None:
+    trunk = _published_layout()
+    path = save_fmcib_weights(tmp_path / "model_weights.torch", trunk)
+    weights = load_weights(path)
+    assert weights.source_format == "fmcib"
+    assert weights.head is None
+    assert len(weights.trunk) == 322
+    _assert_same(weights.trunk, trunk)
+    model = build_backbone("resnet50x2")
+    load_into(model, weights.trunk, what="backbone", source=path)
+    assert torch.equal(model.conv1.weight, trunk["conv1.weight"])
+    assert torch.equal(model.layer4[2].bn3.running_var, trunk["layer4.2.bn3.running_var"])
+    assert _leftovers(tmp_path) == []
+
+
+def test_round_trip_with_head(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    head = task_head(2, 128).state_dict()
+    weights = load_weights(save_fmcib_weights(tmp_path / "w.torch", trunk, head))
+    _assert_same(weights.trunk, trunk)
+    assert weights.head is not None
+    _assert_same(weights.head, head)
+    model, head_module = build_backbone(TINY), task_head(2, 128)
+    load_into(model, weights.trunk, what="backbone", source="w.torch")
+    load_into(head_module, weights.head, what="head", source="w.torch")
+    _assert_same(model.state_dict(), trunk)
+
+
+def test_plain_and_ddp_state_dicts(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    torch.save(trunk, tmp_path / "plain.pt")
+    torch.save({f"module.{k}": v for k, v in trunk.items()}, tmp_path / "ddp.pt")
+    for name in ("plain.pt", "ddp.pt"):
+        weights = load_weights(tmp_path / name)
+        assert weights.source_format == "state_dict"
+        _assert_same(weights.trunk, trunk)
+    torch.save({"trunk_state_dict": {f"module.{k}": v for k, v in trunk.items()}}, tmp_path / "f")
+    _assert_same(load_weights(tmp_path / "f").trunk, trunk)
+
+
+class _Pretrain(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = build_backbone(TINY)
+        self.head = projection_head(128)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.head(self.backbone(batch)).pow(2).mean()
+
+    def configure_optimizers(self) -> dict:
+        optimizer = LARS(self.parameters(), lr=0.1)
+        scheduler = {"scheduler": cosine_per_step(optimizer, 4), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+
+def test_lightning_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    module = _Pretrain()
+    trainer = L.Trainer(
+        max_steps=2,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
+    data = torch.utils.data.DataLoader(torch.randn(4, 1, 16, 16, 16), batch_size=2)
+    trainer.fit(module, data)
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+
+    weights = load_weights(tmp_path / "last.ckpt")
+    assert weights.source_format == "lightning"
+    _assert_same(weights.trunk, module.backbone.state_dict())
+    assert weights.head is not None
+    _assert_same(weights.head, module.head.state_dict())
+    backbone = build_backbone(TINY)
+    load_into(backbone, weights.trunk, what="backbone", source=weights.path)
+    _assert_same(backbone.state_dict(), module.backbone.state_dict())
+
+
+def test_lightning_checkpoint_with_unknown_prefix(tmp_path: Path) -> None:
+    state = {f"backbone.{k}": v for k, v in _tiny_state().items()}
+    state["teacher.conv1.weight"] = torch.zeros(1)
+    torch.save({"state_dict": state, "epoch": 0}, tmp_path / "odd.ckpt")
+    with pytest.raises(WeightsError, match=r"odd\.ckpt: .*1 key unknown: teacher\.conv1\.weight"):
+        load_weights(tmp_path / "odd.ckpt")
+
+
+def _load_tiny(path: Path) -> None:
+    load_into(build_backbone(TINY), load_weights(path).trunk, what="backbone", source=path)
+
+
+def test_missing_key(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    del trunk["layer4.0.bn2.running_var"]
+    path = save_fmcib_weights(tmp_path / "missing.torch", trunk)
+    with pytest.raises(
+        WeightsError,
+        match=r"missing\.torch: backbone weights do not fit the model \(75 keys\): "
+        r"1 key missing: layer4\.0\.bn2\.running_var$",
+    ):
+        _load_tiny(path)
+
+
+def test_many_missing_keys_are_counted(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    gone = [k for k in trunk if k.startswith("layer1.")]
+    for key in gone:
+        del trunk[key]
+    path = save_fmcib_weights(tmp_path / "w.torch", trunk)
+    with pytest.raises(
+        WeightsError, match=rf"{len(gone)} keys missing: layer1\.0\.conv1\.weight, "
+    ):
+        _load_tiny(path)
+    with pytest.raises(WeightsError, match=rf"\.\.\. \({len(gone) - 5} more\)"):
+        _load_tiny(path)
+
+
+def test_unexpected_key(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    trunk["fc.weight"] = torch.zeros(400, 128)
+    path = save_fmcib_weights(tmp_path / "extra.torch", trunk)
+    with pytest.raises(WeightsError, match=r"extra\.torch: .*1 key unexpected: fc\.weight$"):
+        _load_tiny(path)
+
+
+def test_wrong_shape(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    trunk["conv1.weight"] = torch.zeros(16, 1, 3, 3, 3)
+    path = save_fmcib_weights(tmp_path / "shape.torch", trunk)
+    with pytest.raises(
+        WeightsError,
+        match=r"1 key with a wrong shape: conv1\.weight \(file \(16, 1, 3, 3, 3\), "
+        r"model \(16, 1, 7, 7, 7\)\)",
+    ):
+        _load_tiny(path)
+
+
+def test_all_problems_reported_together(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    del trunk["bn1.bias"]
+    trunk["extra"] = torch.zeros(1)
+    trunk["conv1.weight"] = torch.zeros(1)
+    path = save_fmcib_weights(tmp_path / "w.torch", trunk)
+    with pytest.raises(
+        WeightsError, match="1 key missing: bn1.bias; 1 key unexpected: extra; 1 key"
+    ):
+        _load_tiny(path)
+
+
+def test_not_a_dict(tmp_path: Path) -> None:
+    torch.save([torch.zeros(1)], tmp_path / "list.pt")
+    with pytest.raises(WeightsError, match=r"list\.pt: holds a list, not a dict of weights"):
+        load_weights(tmp_path / "list.pt")
+
+
+def test_trunk_not_a_state_dict(tmp_path: Path) -> None:
+    torch.save({"trunk_state_dict": {"conv1.weight": 1.0}}, tmp_path / "w.pt")
+    with pytest.raises(WeightsError, match="trunk_state_dict is not a dict of tensors; 1 key"):
+        load_weights(tmp_path / "w.pt")
+    torch.save({"trunk_state_dict": [torch.zeros(1)]}, tmp_path / "w.pt")
+    with pytest.raises(WeightsError, match="trunk_state_dict is a list, not a dict of tensors"):
+        load_weights(tmp_path / "w.pt")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match=r"nope\.torch: weights file does not exist"):
+        load_weights(tmp_path / "nope.torch")
+
+
+def _mark(path: str) -> None:
+    Path(path).touch()
+
+
+class _Payload:
+    """An object that runs code when unpickled: weights_only loading must refuse it."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self) -> tuple:
+        return (_mark, (self.marker,))
+
+
+def test_pickled_code_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "code_ran"
+    torch.save({"trunk_state_dict": {"x": _Payload(marker)}}, tmp_path / "evil.torch")
+    with pytest.raises(WeightsError, match=r"evil\.torch: cannot be read .*weights_only=True"):
+        load_weights(tmp_path / "evil.torch")
+    assert not marker.exists()
+
+
+def test_bad_state_dict_is_not_saved(tmp_path: Path) -> None:
+    with pytest.raises(WeightsError, match="trunk_state_dict is not a dict of tensors; 1 key"):
+        save_fmcib_weights(tmp_path / "w.torch", {"conv1.weight": "not a tensor"})
+    with pytest.raises(WeightsError, match="head_state_dict is a list, not a dict of tensors"):
+        save_fmcib_weights(tmp_path / "w.torch", _tiny_state(), [torch.zeros(1)])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        save_fmcib_weights(tmp_path / "w.torch", _tiny_state())
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,126 @@
+"""Linear evaluation of frozen features for Task 1, 2 or 3 (METHOD section 6).
+
+Reads train/val/test feature tables, searches the logistic regression's C, and writes a JSON
+report, the test predictions (parquet) and the model (npz). On any error nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import platform
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+import _cli
+
+import fmcib_core
+from fmcib_core.eval import (
+    TASK_LABELS,
+    LinearEvalError,
+    fit_linear_eval,
+    labels_from_table,
+    prediction_table,
+    save_linear_model,
+)
+from fmcib_core.io.atomic import atomic_path
+from fmcib_core.io.features import FeatureTableError, read_features
+
+log = logging.getLogger("linear_eval")
+SOURCES = ("foundation", "random-init", "published")
+PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna", "lifelines", "torch")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", type=int, choices=sorted(TASK_LABELS), required=True)
+    parser.add_argument("--train", required=True, help="train feature table (parquet/csv)")
+    parser.add_argument("--val", help="validation feature table; without it C is chosen by CV")
+    parser.add_argument("--test", required=True, help="test feature table")
+    parser.add_argument("--source", choices=SOURCES, required=True, help="where features came from")
+    parser.add_argument("--out-json", required=True)
+    parser.add_argument("--out-predictions", required=True, help="test predictions (parquet)")
+    parser.add_argument("--out-model", required=True, help="linear model (.npz)")
+    parser.add_argument("--trials", type=int, default=300, help="Optuna trials (paper: 300)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--cv-folds", type=int, default=10, help="CV folds when --val is absent")
+    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
+    """Return ``{split: (table, (X, y), survival)}``, reporting every file's problems together."""
+    paths = {"train": args.train, "val": args.val, "test": args.test}
+    splits, problems = {}, []
+    for name, path in paths.items():
+        if path is None:
+            continue
+        try:
+            table, X, _ = read_features(path)
+            y, survival = labels_from_table(table, args.task, source=path)
+            splits[name] = (table, (X, y), survival)
+        except (FeatureTableError, LinearEvalError) as err:
+            problems.append(str(err))
+    if problems:
+        raise LinearEvalError("\n".join(problems))
+    return splits
+
+
+def software_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version(), "fmcib_core": fmcib_core.__version__}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _cli.setup_logging(args.verbose)
+    try:
+        splits = read_splits(args)
+        test_table, test_xy, survival = splits["test"]
+        result = fit_linear_eval(
+            splits["train"][1],
+            splits["val"][1] if "val" in splits else None,
+            (*test_xy, survival),
+            task=args.task,
+            n_trials=args.trials,
+            seed=args.seed,
+            cv_folds=args.cv_folds,
+            n_bootstrap=args.bootstrap,
+            progress=sys.stderr.isatty(),
+        )
+        predictions = prediction_table(test_table, result, source=args.test)
+        report = {
+            "task": args.task,
+            "label": TASK_LABELS[args.task],
+            "feature_source": args.source,
+            "inputs": {"train": args.train, "val": args.val, "test": args.test},
+            **result.summary(),
+            "versions": software_versions(),
+        }
+        outputs = (args.out_json, args.out_predictions, args.out_model)
+        with contextlib.ExitStack() as stack:
+            json_tmp, predictions_tmp, model_tmp = (
+                stack.enter_context(atomic_path(p)) for p in outputs
+            )
+            json_tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+            predictions.to_parquet(predictions_tmp, index=False)
+            save_linear_model(model_tmp, result)
+    except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, unwritable paths
+        for line in str(err).splitlines():
+            log.error("%s", line)
+        return 1
+    log.info("task %d: %s", args.task, json.dumps(report["test_metrics"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
