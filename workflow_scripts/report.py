@@ -1,0 +1,72 @@
+"""Build the HTML report: result table with CIs, ROC curves, SSL curves, patch previews, config.
+
+Usage: python workflow_scripts/report.py --linear-eval J [J ...] --finetune [M ...]
+    [--ssl-log CSV] --preview-table TABLE --patch-size N --config-json JSON --out HTML [-v]
+
+Every input is read before anything is written; on any error the problems are logged, the exit
+status is 1 and no report is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+import _cli
+
+from fmcib_core.eval.report import build_report
+from fmcib_core.io.atomic import atomic_path
+
+log = logging.getLogger("report")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--linear-eval", nargs="*", default=[], metavar="JSON", help="linear-evaluation results"
+    )
+    parser.add_argument(
+        "--finetune", nargs="*", default=[], metavar="JSON", help="fine-tuning metrics.json files"
+    )
+    parser.add_argument("--ssl-log", help="SSL training log (CSV); absent with published weights")
+    parser.add_argument("--preview-table", required=True, help="lesion table to preview patches of")
+    parser.add_argument("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
+    parser.add_argument("--config-json", required=True, help="the workflow config, as JSON")
+    parser.add_argument("--out", required=True, help="the HTML report to write")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    _cli.setup_logging(args.verbose)
+    try:
+        config = json.loads(args.config_json)
+    except json.JSONDecodeError as err:
+        log.error("--config-json is not valid JSON: %s", err)
+        return 1
+    try:
+        page = build_report(
+            args.linear_eval,
+            args.finetune,
+            ssl_log=args.ssl_log,
+            preview_table=args.preview_table,
+            patch_size=args.patch_size,
+            config=config,
+        )
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(page, encoding="utf-8")
+    except (ValueError, OSError) as err:  # ReportError, TableError, PatchError, unwritable paths
+        for line in str(err).splitlines():
+            log.error("%s", line)
+        log.error("no report written")
+        return 1
+    log.info("wrote %s", args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
