@@ -1,7 +1,8 @@
 """fmcib_core: the library behind the fmcib-workflow Snakemake pipeline.
 
 Layers, lowest first (a lower layer never imports a higher one):
-``io`` -> ``data`` -> ``transforms`` -> ``models`` -> ``losses`` -> ``optim`` -> ``train`` -> ``eval``.
+``io`` -> ``data`` -> ``transforms`` -> ``models`` -> ``losses`` -> ``optim`` -> ``train``
+-> ``eval``.
 """
 
 from __future__ import annotations
