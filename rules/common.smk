@@ -14,6 +14,7 @@ from targets import (
     TASK_LABELS,
     all_targets,
     cli_flags,
+    demo_tables,
     feature_dirs,
     finetune_inits,
     foundation_source,

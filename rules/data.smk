@@ -7,15 +7,8 @@ if config["demo"]:
         input:
             script=script("make_demo_data"),
         output:
-            tables=[
-                os.path.join(config["demo"]["out_dir"], f"{name}.csv")
-                for name in ["pretrain"]
-                + [
-                    f"task{t}_{s}"
-                    for t in TASK_LABELS
-                    for s in ("train", "val", "test")
-                ]
-            ],
+            tables=demo_tables(config["demo"]["out_dir"]),
+            images=directory(os.path.join(config["demo"]["out_dir"], "images")),
         log:
             "logs/make_demo_data.log",
         benchmark:
@@ -28,11 +21,9 @@ if config["demo"]:
             runtime=config["resources"]["cpu_runtime"],
         params:
             out_dir=lambda wc, output: os.path.dirname(output.tables[0]),
-            seed=config["demo"]["seed"],
-            scale=config["demo"]["scale"],
+            opts=cli_flags({k: v for k, v in config["demo"].items() if k != "out_dir"}),
         shell:
-            "python {input.script} --out {params.out_dir} --seed {params.seed}"
-            " --scale {params.scale} 2> {log}"
+            "python {input.script} --out {params.out_dir} {params.opts} 2> {log}"
 
 
 rule validate_table:

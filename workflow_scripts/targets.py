@@ -16,6 +16,7 @@ __all__ = [
     "TASK_LABELS",
     "all_targets",
     "cli_flags",
+    "demo_tables",
     "feature_dirs",
     "finetune_inits",
     "foundation_source",
@@ -54,6 +55,12 @@ def table_labels(key: str) -> list[str]:
         return []
     task = int(key.split("_", 1)[0].removeprefix("task"))
     return [TASK_LABELS[task]]
+
+
+def demo_tables(out_dir: str) -> list[str]:
+    """The tables the demo rule writes into ``out_dir``: pretrain and task{N}_{split}."""
+    names = ["pretrain"] + [f"task{t}_{s}" for t in TASK_LABELS for s in SPLITS]
+    return [str(Path(out_dir) / f"{name}.csv") for name in names]
 
 
 def task_splits(config: Config, task: int) -> list[str]:
