@@ -35,7 +35,7 @@ rule pretrain:
         "results/benchmarks/pretrain.tsv"
     conda:
         ENV
-    threads: max(1, PT["num_workers"]) + 1
+    threads: max(1, PT["num_workers"]) * PT["devices"] + 1
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],

@@ -66,6 +66,7 @@ def test_missing_tables_named_by_key(demo_config: dict, tmp_path: Path) -> None:
     cfg = copy.deepcopy(demo_config)
     cfg["demo"] = None
     cfg["tables"]["task2"]["val"] = str(tmp_path / "nope.csv")
+    cfg["tables"]["pretrain"] = str(tmp_path / "none.csv")
     missing = targets.missing_tables(cfg)
     assert f"tables.task2.val ({tmp_path / 'nope.csv'})" in missing
     assert any(m.startswith("tables.pretrain") for m in missing)
