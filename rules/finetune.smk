@@ -30,6 +30,7 @@ rule finetune:
         ),
         opts=lambda wc: cli_flags(
             {
+                "bootstrap": config["linear_eval"]["bootstrap"],
                 "batch_size": (
                     FT["batch_size_random"]
                     if wc.init == "random"

@@ -1,0 +1,119 @@
+"""The tiny real run: the whole DAG on a few synthetic patients with the tiny backbone.
+
+As the snakemake-workflows catalog tests a workflow: lint and dry runs live in test_dag.py; this
+runs every rule for real, then checks the outputs, that a second run has nothing to do, and that
+deleting one intermediate rebuilds only what depends on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fmcib_core.io import load_weights, read_features
+from fmcib_core.models import build_backbone
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "tests" / "workflow" / "tiny.yaml")]
+pytestmark = pytest.mark.slow
+
+
+def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(
+        [str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "-d", str(workdir),
+         "--configfile", *CONFIGS, "--cores", "2", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def _planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Rule -> job count from a dry run's "Job stats" table."""
+    stats = (result.stdout + result.stderr).split("Job stats:")[-1]
+    return {
+        m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M) if m[1] != "total"
+    }
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    workdir = tmp_path_factory.mktemp("tiny_run")
+    result = _snakemake(workdir, "all")
+    logs = "\n".join(
+        f"--- {p.relative_to(workdir)}\n{p.read_text()[-3000:]}"
+        for p in sorted((workdir / "logs").rglob("*.log"))
+        if p.stat().st_size
+    ) if (workdir / "logs").is_dir() else ""  # fmt: skip
+    assert result.returncode == 0, result.stderr[-6000:] + logs[-12000:]
+    yield workdir
+
+
+def test_every_task_has_linear_eval_with_cis(run_dir: Path) -> None:
+    for task, metric in ((1, "mean_average_precision"), (2, "roc_auc"), (3, "roc_auc")):
+        for name in ("linear_eval", "linear_eval_random-init"):
+            report = json.loads((run_dir / f"results/task{task}/{name}.json").read_text())
+            value = report["test_metrics"][metric]
+            assert 0.0 <= value["value"] <= 1.0
+            assert value["ci_low"] <= value["value"] <= value["ci_high"]
+    assert (
+        json.loads((run_dir / "results/task3/linear_eval.json").read_text())["test_metrics"][
+            "c_index"
+        ]["value"]
+        is not None
+    )
+
+
+def test_finetuning_metrics_for_each_valid_init(run_dir: Path) -> None:
+    for task, inits in ((1, ["random", "foundation"]), (2, ["random", "supervised", "foundation"])):
+        for init in inits:
+            metrics = json.loads(
+                (run_dir / f"results/task{task}/finetune_{init}/metrics.json").read_text()
+            )
+            assert metrics["init"] == init and metrics["test_metrics"]
+    assert not (run_dir / "results/task1/finetune_supervised").exists()
+
+
+def test_exported_weights_load_strictly_into_the_configured_backbone(run_dir: Path) -> None:
+    weights = load_weights(run_dir / "results/pretrain/model_weights.torch")
+    assert weights.source_format == "fmcib"
+    build_backbone("resnet10_w025").load_state_dict(weights.trunk, strict=True)
+
+
+def test_feature_tables_carry_the_input_columns(run_dir: Path) -> None:
+    table, features, names = read_features(run_dir / "results/task2/features/test.parquet")
+    assert features.shape[1] == 128 and names[0] == "pred_0"
+    assert {"image_path", "coordX", "malignancy", "case_id"} <= set(table.columns)
+
+
+def test_report_is_written(run_dir: Path) -> None:
+    html = (run_dir / "results/report/report.html").read_text()
+    assert "<table" in html and "data:image/png;base64" in html
+
+
+def test_second_run_has_nothing_to_do(run_dir: Path) -> None:
+    result = _snakemake(run_dir, "-n", "all")
+    assert result.returncode == 0
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_deleting_an_intermediate_rebuilds_only_its_dependents(run_dir: Path) -> None:
+    (run_dir / "results/task2/features/test.parquet").unlink()
+    result = _snakemake(run_dir, "-n", "all")
+    assert result.returncode == 0, result.stderr
+    assert _planned_jobs(result) == {
+        "extract_features": 1,
+        "linear_eval": 1,
+        "report": 1,
+        "all": 1,
+    }
