@@ -1,0 +1,153 @@
+"""Self-supervised pretraining as a LightningModule: modified SimCLR with explicit negatives.
+
+Pai et al., "Foundation model for cancer imaging biomarkers", Nature Machine Intelligence 2024
+(METHOD.md section 4), building on SimCLR (Chen et al. 2020). The module is handed its parts
+(backbone, projection head, loss, optimiser and scheduler factories) and holds no configuration.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterable, Sequence
+
+import lightning as L
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+
+from fmcib_core.losses import build_loss
+from fmcib_core.models import backbone_output_dim, build_backbone, projection_head
+from fmcib_core.optim import LARS, cosine_per_step
+
+__all__ = ["NonFiniteLossError", "SSLModule", "build_ssl_module"]
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], Optimizer]
+SchedulerFactory = Callable[[Optimizer], LRScheduler]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite; the run stops instead of training on garbage."""
+
+
+class SSLModule(L.LightningModule):
+    """Backbone + projection head trained with a contrastive loss on (p1, p2, n1, n2) batches.
+
+    The children are named ``backbone`` and ``head`` and the module holds no other parameters or
+    buffers, so its checkpoints load with ``fmcib_core.io.load_weights`` (``backbone.`` -> trunk).
+
+    Batch norm: the views of a batch go through the backbone in **one** forward pass, concatenated
+    as (p1, p2, n1, n2) along the batch axis, so every batch-norm layer normalises all 4B patches
+    with the same statistics (synchronised across devices under DDP with ``sync_batchnorm``). This
+    is how SimCLR feeds its views: separate passes would give each view its own statistics,
+    which the loss could exploit to tell the views apart instead of learning content. With a loss
+    that ignores negatives (``uses_negatives = False``) only (p1, p2) are encoded.
+
+    Args:
+        backbone: (N, 1, D, H, W) -> (N, F) features.
+        head: projection head, (N, F) -> (N, E).
+        loss: contrastive loss module, ``loss(p1, p2, n1, n2)`` with (B, E) projections ->
+            scalar; its ``uses_negatives`` says whether it reads ``n1``, ``n2``.
+        optimizer_factory: builds the optimiser from the parameters (e.g. a ``functools.partial``
+            of ``LARS`` with its learning rate).
+        scheduler_factory: builds the learning-rate scheduler from the optimiser; stepped after
+            every optimiser step.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        loss: nn.Module,
+        optimizer_factory: OptimizerFactory,
+        scheduler_factory: SchedulerFactory,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.loss = loss
+        self.optimizer_factory = optimizer_factory
+        self.scheduler_factory = scheduler_factory
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Patches (N, 1, D, H, W) -> projections (N, E)."""
+        return self.head(self.backbone(x))
+
+    def compute_loss(self, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        """The loss of one batch ``(p1, p2, n1, n2)``, each (B, 1, D, H, W); scalar float32."""
+        if len(batch) != 4:
+            raise ValueError(f"an SSL batch holds 4 tensors (p1, p2, n1, n2); got {len(batch)}")
+        uses_negatives = getattr(self.loss, "uses_negatives", True)
+        views = list(batch) if uses_negatives else list(batch[:2])
+        # Projections in float32: the loss exponentiates similarities / tau.
+        projections = self(torch.cat(views)).float().chunk(len(views))
+        return self.loss(*projections)
+
+    def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """One optimiser step's loss; logs ``loss`` (mean over devices) and ``lr`` every step.
+
+        Raises:
+            NonFiniteLossError: the loss is NaN or infinite on some device (every device raises).
+        """
+        loss = self.compute_loss(batch)
+        not_finite = self.trainer.strategy.reduce_boolean_decision(
+            not bool(torch.isfinite(loss)), all=False
+        )
+        if not_finite:
+            raise NonFiniteLossError(
+                f"SSL loss is {loss.item()} at step {self.global_step} (epoch "
+                f"{self.current_epoch}, batch {batch_idx}); stopping. Lower the learning rate, "
+                "use 32-bit precision, or check the input patches for NaN"
+            )
+        batch_size = batch[0].shape[0]
+        self.log("loss", loss, on_step=True, prog_bar=True, sync_dist=True, batch_size=batch_size)
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        self.log("lr", lr, on_step=True, prog_bar=True, batch_size=batch_size)
+        return loss
+
+    def configure_optimizers(self) -> dict:
+        """The optimiser over all parameters and its per-step scheduler."""
+        optimizer = self.optimizer_factory(self.parameters())
+        scheduler = self.scheduler_factory(optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
+
+
+def build_ssl_module(
+    backbone: str,
+    *,
+    loss: str = "neg_mining_infonce",
+    temperature: float = 0.1,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-6,
+    trust_coefficient: float = 0.001,
+    total_steps: int,
+) -> SSLModule:
+    """The paper's pretraining module: named backbone, projection head, LARS, per-step cosine.
+
+    Args:
+        backbone: a name of ``fmcib_core.models.BACKBONES`` (randomly initialised).
+        loss: a name of ``fmcib_core.losses.LOSSES``.
+        temperature: the loss's temperature tau.
+        lr: LARS's initial learning rate (already scaled, see ``fmcib_core.optim.scaled_lr``).
+        momentum: LARS momentum.
+        weight_decay: LARS weight decay.
+        trust_coefficient: LARS trust coefficient.
+        total_steps: optimiser steps of the whole run; the cosine reaches 0 there.
+    """
+    return SSLModule(
+        backbone=build_backbone(backbone),
+        head=projection_head(backbone_output_dim(backbone)),
+        loss=build_loss(loss, temperature),
+        optimizer_factory=functools.partial(
+            LARS,
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            trust_coefficient=trust_coefficient,
+        ),
+        scheduler_factory=functools.partial(cosine_per_step, total_steps=total_steps),
+    )

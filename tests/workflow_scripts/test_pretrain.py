@@ -1,0 +1,201 @@
+"""workflow_scripts cache_volumes.py, pretrain.py and export_weights.py, in-process via main([...]).
+
+The DDP run goes through the command line in a subprocess, as the workflow rule runs it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from fmcib_core.io.weights import load_into, load_weights
+from fmcib_core.models import build_backbone
+from fmcib_core.optim import scaled_lr
+from tests.train import write_lesion_table
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "workflow_scripts"
+BACKBONE = "resnet10_w025"
+LESIONS = 8
+
+
+@pytest.fixture(scope="module")
+def scripts():
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        yield {
+            name: importlib.import_module(name)
+            for name in ("cache_volumes", "pretrain", "export_weights")
+        }
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny convolutions gain nothing from threads, and on busy shared cores they lose a lot.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    return write_lesion_table(folder, n_images=2, lesions_per_image=LESIONS // 2)
+
+
+@pytest.fixture(scope="module")
+def cache(scripts, source, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cache") / "cache"
+    assert scripts["cache_volumes"].main(["--table", str(source), "--out", str(out)]) == 0
+    return out
+
+
+def pretrain_args(cache: Path, folder: Path, *extra: str) -> list[str]:
+    return [
+        "--cache", str(cache), "--work-dir", str(folder / "run"),
+        "--out-checkpoint", str(folder / "ssl.ckpt"), "--out-log", str(folder / "log.csv"),
+        "--backbone", BACKBONE, "--patch-size", "16", "--accelerator", "cpu", "--seed", "0",
+        "--batch-size", "4", "--epochs", "1", "--num-workers", "0", "--base-lr", "0.3",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def pretrained(scripts, cache, tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("pretrain")
+    torch.set_num_threads(1)
+    assert scripts["pretrain"].main(pretrain_args(cache, folder)) == 0
+    return folder
+
+
+def test_cache_volumes_writes_the_table_and_one_cache_per_image(cache, source):
+    table = pd.read_csv(cache / "table.csv")
+    assert len(table) == LESIONS and table["cache_path"].nunique() == 2
+    assert table["image_path"].tolist() == pd.read_csv(source)["image_path"].tolist()
+    assert sorted(p.name for p in cache.parent.iterdir()) == ["cache"]
+
+
+@pytest.mark.parametrize(
+    ("problem", "message"),
+    [("missing_table", "table does not exist"), ("missing_image", "nowhere.nii.gz")],
+)
+def test_cache_volumes_bad_input_exits_1_and_writes_nothing(
+    scripts, source, tmp_path, capsys, problem, message
+):
+    table = tmp_path / "table.csv"
+    if problem == "missing_image":
+        pd.read_csv(source).assign(image_path="nowhere.nii.gz").to_csv(table, index=False)
+    out = tmp_path / "cache"
+    assert scripts["cache_volumes"].main(["--table", str(table), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert message in err
+    assert not out.exists() and not list(tmp_path.glob(".cache*"))
+
+
+def test_pretrain_writes_the_checkpoint_and_a_per_step_log(pretrained):
+    log = pd.read_csv(pretrained / "log.csv")
+    assert log.columns.tolist() == ["step", "epoch", "loss", "lr"]
+    assert log["step"].tolist() == [0, 1] and log["epoch"].tolist() == [0, 0]
+    assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4))
+    assert log["lr"].iloc[1] == pytest.approx(scaled_lr(0.3, 4) / 2)  # cosine half-way
+    assert log["loss"].notna().all()
+    checkpoint = torch.load(pretrained / "ssl.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert {k.split(".")[0] for k in checkpoint["state_dict"]} == {"backbone", "head"}
+
+
+def test_pretrain_rerun_resumes_and_a_changed_argument_starts_fresh(
+    scripts, cache, tmp_path, capsys
+):
+    args = pretrain_args(cache, tmp_path)
+    assert scripts["pretrain"].main(args) == 0
+    first = pd.read_csv(tmp_path / "log.csv")
+    capsys.readouterr()
+    assert scripts["pretrain"].main(args) == 0  # a finished run: resumes, takes no step
+    err = capsys.readouterr().err
+    assert "resuming the run" in err
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "log.csv"), first)
+    checkpoint = torch.load(tmp_path / "ssl.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2
+    assert scripts["pretrain"].main([*args[:-2], "--base-lr", "0.6"]) == 0
+    err = capsys.readouterr().err
+    assert "changed: base_lr" in err and "starting fresh" in err
+    assert pd.read_csv(tmp_path / "log.csv")["lr"].iloc[0] == pytest.approx(scaled_lr(0.6, 4))
+
+
+def test_pretrain_refuses_fewer_lesions_than_one_global_batch(scripts, cache, tmp_path, capsys):
+    args = pretrain_args(cache, tmp_path, "--batch-size", "5", "--devices", "2")
+    assert scripts["pretrain"].main(args) == 1
+    err = capsys.readouterr().err
+    assert f"{LESIONS} lesion(s), fewer than one global batch of 10" in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_pretrain_refuses_a_missing_cache(scripts, tmp_path, capsys):
+    assert scripts["pretrain"].main(pretrain_args(tmp_path / "nowhere", tmp_path)) == 1
+    err = capsys.readouterr().err
+    assert "no table.csv; build the cache" in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_export_writes_the_trained_backbone_in_fmcib_format(scripts, pretrained, tmp_path):
+    out = tmp_path / "model_weights.torch"
+    checkpoint = str(pretrained / "ssl.ckpt")
+    assert (
+        scripts["export_weights"].main(
+            ["--checkpoint", checkpoint, "--backbone", BACKBONE, "--out", str(out)]
+        )
+        == 0
+    )
+    exported = torch.load(out, map_location="cpu", weights_only=True)
+    assert list(exported) == ["trunk_state_dict"]
+    backbone = build_backbone(BACKBONE)
+    load_into(backbone, exported["trunk_state_dict"], what="backbone", source=out)
+    trained = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    for key, value in backbone.state_dict().items():
+        torch.testing.assert_close(value, trained[f"backbone.{key}"], rtol=0, atol=0)
+    assert load_weights(out).source_format == "fmcib"
+
+
+def test_export_with_the_wrong_backbone_fails_naming_keys(scripts, pretrained, tmp_path, capsys):
+    out = tmp_path / "model_weights.torch"
+    args = [
+        "--checkpoint",
+        str(pretrained / "ssl.ckpt"),
+        "--backbone",
+        "resnet18",
+        "--out",
+        str(out),
+    ]
+    assert scripts["export_weights"].main(args) == 1
+    err = capsys.readouterr().err
+    assert "backbone weights do not fit the model" in err and "layer1.1" in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_through_the_command_line(cache, tmp_path):
+    args = pretrain_args(cache, tmp_path, "--devices", "2", "--batch-size", "2")
+    args[args.index("--num-workers") + 1] = "1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        [sys.executable, str(SCRIPTS / "pretrain.py"), *args],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log["step"].tolist() == [0, 1]  # 8 lesions / (2 per device x 2 devices)
+    assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4))
+    checkpoint = torch.load(tmp_path / "ssl.ckpt", map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 2

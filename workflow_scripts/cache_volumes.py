@@ -1,0 +1,52 @@
+"""Cache the volumes of a pretraining table once, memory-mappable, for pretraining.
+
+Usage: python workflow_scripts/cache_volumes.py --table TABLE --out DIR [--progress] [-v]
+
+Writes every distinct image of TABLE once as ``DIR/volumes/<n>/`` and ``DIR/table.csv`` (the
+table plus a ``cache_path`` column, relative to DIR). DIR is written under a temporary name and
+renamed: on failure nothing is left behind and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from _cli import setup_logging
+
+from fmcib_core.data.ssl import cache_table_volumes
+from fmcib_core.io.tables import TableError, read_table, resolve_image_paths
+
+log = logging.getLogger("cache_volumes")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--table", type=Path, required=True, help="lesion table (.csv/.parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="cache folder to write")
+    parser.add_argument("--progress", action="store_true", help="show a progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        table = read_table(args.table)
+        if "image_path" not in table.columns:
+            raise TableError(f"{args.table}: no image_path column")
+        paths = resolve_image_paths(table, args.table)
+        cache_table_volumes(table, paths, args.out, progress=args.progress)
+    except (ValueError, OSError) as err:  # TableError, ImageReadError, unwritable --out
+        for line in str(err).splitlines():
+            log.error("%s", line)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Self-supervised pretraining of the FMCIB backbone on a volume cache (METHOD.md section 4).
+
+Checkpoints every epoch into --work-dir and resumes from there when rerun with the same
+arguments (other arguments: the work dir is cleared). Rank 0 then copies the last checkpoint to
+--out-checkpoint and writes --out-log, one row per optimiser step: step, epoch, loss, lr.
+``--devices 2`` runs DDP (gloo on CPU): Lightning relaunches this script per extra device.
+On bad input: exit status 1, no outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from _cli import setup_logging
+
+from fmcib_core.data.seeding import derive_seed, global_rank
+from fmcib_core.data.ssl import CACHE_TABLE, SSLDataset, read_cached_table, ssl_dataloader
+from fmcib_core.io.atomic import atomic_path
+from fmcib_core.losses import LOSSES
+from fmcib_core.models import BACKBONES
+from fmcib_core.optim import scaled_lr, total_steps
+from fmcib_core.train import build_trainer, last_checkpoint, read_step_metrics, resume_checkpoint
+from fmcib_core.train.ssl import NonFiniteLossError, build_ssl_module
+from fmcib_core.transforms import ssl_view_transform
+
+log = logging.getLogger("pretrain")
+# Arguments that say where things go or how fast, not what is trained: not in the run signature.
+NOT_SIGNED = ("work_dir", "out_checkpoint", "out_log", "num_workers", "progress", "verbose")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add = parser.add_argument
+    add("--cache", type=Path, required=True, help="volume cache (cache_volumes.py)")
+    add("--work-dir", type=Path, required=True, help="checkpoints, logs and run.json")
+    add("--out-checkpoint", type=Path, required=True, help="final Lightning checkpoint")
+    add("--out-log", type=Path, required=True, help="per-step CSV: step, epoch, loss, lr")
+    add("--backbone", choices=BACKBONES, default="resnet50x2")
+    add("--patch-size", type=int, default=50)
+    add("--accelerator", choices=("cpu", "gpu"), default="cpu")
+    add("--seed", type=int, default=0)
+    add("--loss", choices=sorted(LOSSES), default="neg_mining_infonce")
+    add("--temperature", type=float, default=0.1)
+    add("--batch-size", type=int, default=32, help="per device")
+    add("--devices", type=int, default=1)
+    add("--epochs", type=int, default=100)
+    add("--base-lr", type=float, default=0.3, help="lr = base_lr * global batch / 256")
+    add("--momentum", type=float, default=0.9)
+    add("--weight-decay", type=float, default=1e-6)
+    add("--trust-coefficient", type=float, default=0.001)
+    add("--num-workers", type=int, default=4)
+    add("--precision", choices=("32-true", "bf16-mixed", "16-mixed"), default="32-true")
+    add("--negative-min-distance-mm", type=float, default=None)
+    add("--progress", action="store_true", help="show a progress bar")
+    add("-v", "--verbose", action="store_true")
+    return parser.parse_args(argv)
+
+
+def run_signature(args: argparse.Namespace) -> dict:
+    signature = {k: str(v) for k, v in vars(args).items() if k not in NOT_SIGNED}
+    signature["table_sha256"] = hashlib.sha256((args.cache / CACHE_TABLE).read_bytes()).hexdigest()
+    return signature
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        table = read_cached_table(args.cache)
+        global_batch = args.batch_size * args.devices
+        if len(table) < global_batch:
+            raise ValueError(
+                f"{args.cache}: {len(table)} lesion(s), fewer than one global batch of "
+                f"{global_batch} ({args.batch_size} x {args.devices} devices); lower --batch-size"
+            )
+        steps = total_steps(len(table), args.batch_size, args.devices, args.epochs)
+        resume = resume_checkpoint(args.work_dir, run_signature(args))
+        trainer = build_trainer(
+            args.work_dir,
+            max_epochs=args.epochs,
+            accelerator=args.accelerator,
+            devices=args.devices,
+            precision=args.precision,
+            seed=args.seed,  # seeds the model's initialisation below too
+            progress_bar=args.progress,
+        )
+        seed = derive_seed(args.seed, global_rank())  # each DDP rank draws its own views
+        dataset = SSLDataset(table, args.cache, args.patch_size, ssl_view_transform(), seed=seed,
+                             negative_min_distance_mm=args.negative_min_distance_mm)  # fmt: skip
+        module = build_ssl_module(
+            args.backbone,
+            loss=args.loss,
+            temperature=args.temperature,
+            lr=scaled_lr(args.base_lr, global_batch),
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            trust_coefficient=args.trust_coefficient,
+            total_steps=steps,
+        )
+    except (ValueError, OSError) as err:  # bad table or cache, too few lesions, bad options
+        for line in str(err).splitlines():
+            log.error("%s", line)
+        return 1
+    log.info("%d lesions, %d steps of %d lesions", len(table), steps, global_batch)
+    loader = ssl_dataloader(
+        dataset, args.batch_size, args.num_workers, pin_memory=args.accelerator == "gpu"
+    )
+    try:
+        trainer.fit(module, train_dataloaders=loader, ckpt_path=resume)
+    except NonFiniteLossError as err:
+        log.error("%s", err)
+        return 1
+    if not trainer.is_global_zero:
+        return 0
+    with atomic_path(args.out_checkpoint) as tmp:
+        shutil.copyfile(last_checkpoint(args.work_dir), tmp)
+    with atomic_path(args.out_log) as tmp:
+        read_step_metrics(args.work_dir, ["loss", "lr"]).to_csv(tmp, index=False)
+    log.info("wrote %s and %s", args.out_checkpoint, args.out_log)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
