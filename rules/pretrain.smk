@@ -51,7 +51,8 @@ rule pretrain:
         "python {input.script} --cache {input.cache} --work-dir {params.work_dir}"
         " --out-checkpoint {output.checkpoint} --out-log {output.log_csv}"
         " --backbone {params.backbone} --patch-size {params.patch_size}"
-        " --accelerator {params.accelerator} --seed {params.seed} {params.opts} 2> {log}"
+        " --accelerator {params.accelerator} --seed {params.seed} {params.opts} --progress"
+        " 2> {log}"
 
 
 rule export_weights:

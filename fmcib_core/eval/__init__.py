@@ -1,7 +1,8 @@
-"""eval layer of fmcib_core: test metrics and linear evaluation of frozen features."""
+"""eval layer of fmcib_core: features, test metrics, linear evaluation of frozen features, report."""
 
 from __future__ import annotations
 
+from fmcib_core.eval.features import PRECISIONS, extract_features, get_features, load_backbone
 from fmcib_core.eval.linear import (
     TASK_LABELS,
     LinearEvalError,
@@ -26,6 +27,7 @@ from fmcib_core.eval.metrics import (
 )
 
 __all__ = [
+    "PRECISIONS",
     "TASK_LABELS",
     "BootstrapResult",
     "LinearEvalError",
@@ -35,9 +37,12 @@ __all__ = [
     "average_precision",
     "balanced_accuracy",
     "bootstrap_ci",
+    "extract_features",
     "fit_linear_eval",
+    "get_features",
     "harrell_c_index",
     "labels_from_table",
+    "load_backbone",
     "load_linear_model",
     "mean_average_precision",
     "prediction_table",

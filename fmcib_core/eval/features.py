@@ -1,0 +1,201 @@
+"""Frozen-backbone features of lesion patches (METHOD.md section 6).
+
+The backbone runs in eval mode under ``torch.inference_mode`` on batches of patches streamed from
+:func:`fmcib_core.data.patches.iter_patches` (each image read once, one volume and one batch in
+memory at a time), so memory stays flat in the number of lesions. The random-init control of the
+paper is a backbone built under its own seed, without touching the global random state.
+
+Patches are prepared in the same thread as the forward pass: on 2 CPU cores sampling costs a few
+ms per lesion against 0.1-0.5 s for a ResNet-50 x2 forward, and a background thread producing
+batches measured slower (it competes with torch's threads for the same cores); see
+``benchmarks/features.py``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from fmcib_core.data.patches import iter_patches
+from fmcib_core.io.features import FEATURE_PREFIX, feature_names
+from fmcib_core.io.tables import read_table, resolve_image_paths
+from fmcib_core.io.weights import load_into, load_weights
+from fmcib_core.models.backbone import build_backbone
+
+__all__ = ["PRECISIONS", "extract_features", "get_features", "load_backbone"]
+
+log = logging.getLogger(__name__)
+
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+"""``fp32``: plain float32. ``bf16``: the forward pass under bfloat16 autocast, features cast
+back to float32 (faster on GPUs and on CPUs with AVX512-BF16/AMX; differs in the 3rd digit)."""
+
+
+def load_backbone(
+    name: str, weights: str | Path | None = None, *, seed: int | None = None
+) -> nn.Module:
+    """A backbone in eval mode, with trained weights or seeded random ones.
+
+    Args:
+        name: a backbone of :data:`fmcib_core.models.BACKBONES` (``resnet50x2`` for FMCIB).
+        weights: a weights file (FMCIB format, our Lightning checkpoint or a bare state dict),
+            loaded strictly into the trunk; None for the random-init control.
+        seed: the random-init control's seed (required when ``weights`` is None; unused
+            otherwise). The initialisation draws from a forked random state, so the caller's
+            global torch random state is unchanged.
+
+    Returns:
+        The backbone on the CPU in eval mode: (B, 1, D, H, W) -> (B, F).
+
+    Raises:
+        WeightsError: the file is missing or unreadable, or its keys or shapes do not fit.
+        ValueError: unknown backbone, or neither weights nor seed.
+    """
+    if weights is None and seed is None:
+        raise ValueError("a random-init backbone needs a seed (or give a weights file)")
+    with torch.random.fork_rng(devices=[]):
+        if weights is None:
+            torch.manual_seed(seed)
+        backbone = build_backbone(name)
+    if weights is not None:
+        loaded = load_weights(weights)
+        load_into(backbone, loaded.trunk, what="backbone", source=loaded.path)
+        log.info("loaded %s backbone weights from %s", name, loaded.path)
+    else:
+        log.info("random-init %s backbone (seed %d)", name, seed)
+    return backbone.eval()
+
+
+def _batches(
+    patches: Iterator[tuple[int, np.ndarray]], batch_size: int, size: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Group ``(row, patch)`` pairs into ``(rows, (B, 1, S, S, S) array)``; the last may be short.
+
+    The yielded array is a view of one reused buffer: consume it before asking for the next.
+    """
+    buffer = np.empty((batch_size, 1, size, size, size), dtype=np.float32)
+    rows: list[int] = []
+    for row, patch in patches:
+        buffer[len(rows)] = patch
+        rows.append(row)
+        if len(rows) == batch_size:
+            yield np.asarray(rows), buffer
+            rows = []
+    if rows:
+        yield np.asarray(rows), buffer[: len(rows)]
+
+
+def extract_features(
+    backbone: nn.Module,
+    table: pd.DataFrame,
+    *,
+    base_dir: str | Path | None = None,
+    patch_size: int = 50,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    progress: bool = False,
+) -> np.ndarray:
+    """Backbone features of every lesion of ``table``, in table order.
+
+    Args:
+        backbone: maps (B, 1, S, S, S) patches to (B, F) features; it is moved to ``device`` and
+            put in eval mode (in place).
+        table: lesion table (``image_path``, ``coordX/Y/Z`` in LPS mm), at least one row.
+        base_dir: folder relative image paths are relative to (else they must be absolute).
+        patch_size: patch side S in 1 mm voxels (50 in the paper).
+        batch_size: patches per forward pass; does not change the features.
+        device: where the forward pass runs (chosen by the caller; never probed here).
+        precision: one of :data:`PRECISIONS`.
+        progress: show a progress bar (one step per lesion).
+
+    Returns:
+        float32 array of shape (N, F), row i the features of table row i.
+
+    Raises:
+        PatchError: a seed outside its image (the message names the row and the image).
+        ValueError: an empty table, a batch size below 1 or an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1; got {batch_size}")
+    if len(table) == 0:
+        raise ValueError("the lesion table has no rows; there is nothing to extract")
+    device = torch.device(device)
+    backbone = backbone.to(device).eval()
+    features: np.ndarray | None = None
+    patches = iter_patches(table, base_dir, patch_size, progress=progress)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), autocast:
+        for rows, batch in _batches(patches, batch_size, patch_size):
+            out = backbone(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+            if features is None:
+                features = np.empty((len(table), out.shape[1]), dtype=np.float32)
+            features[rows] = out
+    return features
+
+
+def _located_table(
+    table_or_path: pd.DataFrame | str | Path, base_dir: str | Path | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(table as given, table whose image paths iter_patches can open with base_dir)``."""
+    if isinstance(table_or_path, pd.DataFrame):
+        return table_or_path, table_or_path
+    if base_dir is not None:
+        raise ValueError("base_dir is for a DataFrame; a table file's own folder is used")
+    table = read_table(table_or_path)
+    return table, table.assign(image_path=resolve_image_paths(table, table_or_path))
+
+
+def get_features(
+    table_or_path: pd.DataFrame | str | Path,
+    weights: str | Path | None,
+    *,
+    backbone: str = "resnet50x2",
+    seed: int | None = None,
+    base_dir: str | Path | None = None,
+    patch_size: int = 50,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """The lesion table with its features: one call for notebooks.
+
+    Example: ``fmcib_core.get_features("lesions.csv", "model_weights.torch")``.
+
+    Args:
+        table_or_path: a lesion table, or a CSV/parquet file (relative image paths are then
+            relative to the file's folder).
+        weights: an FMCIB weights file, or None with ``seed`` for the random-init control.
+        backbone: the backbone the weights belong to.
+        seed: the random-init control's seed (unused with ``weights``).
+        base_dir: for a DataFrame, the folder relative image paths are relative to.
+        patch_size, batch_size, device, precision, progress: as in :func:`extract_features`.
+
+    Returns:
+        The table's columns (index reset) followed by float32 ``pred_0`` ... ``pred_{F-1}``.
+    """
+    table, located = _located_table(table_or_path, base_dir)
+    clashes = [str(c) for c in table.columns if str(c).startswith(FEATURE_PREFIX)]
+    if clashes:
+        raise ValueError(f"the table already has feature-like columns {clashes[:5]}")
+    features = extract_features(
+        load_backbone(backbone, weights, seed=seed),
+        located,
+        base_dir=base_dir,
+        patch_size=patch_size,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        progress=progress,
+    )
+    block = pd.DataFrame(features, columns=feature_names(features.shape[1]))
+    return pd.concat([table.reset_index(drop=True), block], axis=1)
