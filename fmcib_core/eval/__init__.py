@@ -1,4 +1,4 @@
-"""eval layer of fmcib_core: features, test metrics, linear evaluation of frozen features, report."""
+"""eval layer of fmcib_core: features, test metrics, linear evaluation, report."""
 
 from __future__ import annotations
 
