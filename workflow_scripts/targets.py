@@ -109,7 +109,9 @@ def missing_tables(config: Config, needed_tasks: list[int] | None = None) -> lis
         if demo_dir is not None and Path(path).parent == demo_dir:
             continue
         if not Path(path).is_file():
-            dotted = f"tables.{key.replace('_', '.', 1)}" if key != "pretrain" else "tables.pretrain"
+            dotted = (
+                f"tables.{key.replace('_', '.', 1)}" if key != "pretrain" else "tables.pretrain"
+            )
             missing.append(f"{dotted} ({path})")
     if not config.get("pretrained_weights") and "pretrain" not in table_paths(config):
         missing.append("tables.pretrain (or set pretrained_weights)")

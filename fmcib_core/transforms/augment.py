@@ -52,14 +52,19 @@ class RandResizedCrop3d(RandomizableTransform):
         super().randomize(None)
         frac = self.R.uniform(*self.scale)
         self._size = tuple(max(1, int(round(frac * n))) for n in spatial_shape)
-        self._start = tuple(int(self.R.randint(0, n - s + 1)) for n, s in zip(spatial_shape, self._size))
+        self._start = tuple(
+            int(self.R.randint(0, n - s + 1))
+            for n, s in zip(spatial_shape, self._size, strict=True)
+        )
 
     def __call__(self, img: torch.Tensor | np.ndarray, randomize: bool = True) -> torch.Tensor:
         """(C, D, H, W) -> (C, D, H, W)."""
         shape = tuple(img.shape[1:])
         if randomize:
             self.randomize(shape)
-        box = (slice(None),) + tuple(slice(a, a + s) for a, s in zip(self._start, self._size))
+        box = (slice(None),) + tuple(
+            slice(a, a + s) for a, s in zip(self._start, self._size, strict=True)
+        )
         return Resize(shape, mode="trilinear", align_corners=False)(img[box])
 
 

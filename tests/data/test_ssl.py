@@ -33,15 +33,6 @@ def identity(patch: np.ndarray) -> np.ndarray:
     return patch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small 3D transforms gain nothing from threads, and on busy shared cores they lose a lot.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Path:
     return write_lesion_table(tmp_path_factory.mktemp("images"), n_images=2, lesions_per_image=3)

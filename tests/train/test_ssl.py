@@ -31,15 +31,6 @@ SIZE = 16
 BATCH = 4
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions gain nothing from threads, and on busy shared cores they lose a lot.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory) -> Path:
     source = write_lesion_table(tmp_path_factory.mktemp("images"), n_images=2, lesions_per_image=4)

@@ -23,15 +23,6 @@ WIDTH = backbone_output_dim(BACKBONE)
 SIZE = 8
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more threads thrash on a busy two-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def parts(task: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(seed)
     return build_backbone(BACKBONE), task_head(task, WIDTH)

@@ -40,9 +40,9 @@ def test_same_seed_same_view_different_seed_different_view(factory) -> None:
     views_a = [a(x) for _ in range(4)]
     views_b = [b(x) for _ in range(4)]
     views_c = [c(x) for _ in range(4)]
-    for va, vb in zip(views_a, views_b):
+    for va, vb in zip(views_a, views_b, strict=True):
         torch.testing.assert_close(va, vb)
-    assert any(not torch.equal(va, vc) for va, vc in zip(views_a, views_c))
+    assert any(not torch.equal(va, vc) for va, vc in zip(views_a, views_c, strict=True))
 
 
 def test_ssl_view_clips_below_air() -> None:
@@ -60,7 +60,7 @@ def test_resized_crop_uses_one_scale_on_every_axis() -> None:
         crop.randomize((40, 40, 40))
         assert len(set(crop._size)) == 1
         assert 20 <= crop._size[0] <= 40
-        assert all(0 <= a <= 40 - s for a, s in zip(crop._start, crop._size))
+        assert all(0 <= a <= 40 - s for a, s in zip(crop._start, crop._size, strict=True))
 
 
 def test_resized_crop_full_scale_is_identity() -> None:

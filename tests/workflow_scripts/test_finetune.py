@@ -42,15 +42,6 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; more threads thrash on a busy two-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tables(demo: Path, task: int, splits=("train", "val", "test")) -> dict[str, Path]:
     return {split: demo / f"task{task}_{split}.csv" for split in splits}
 
