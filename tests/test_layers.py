@@ -13,7 +13,7 @@ FORBIDDEN = {"snakemake", "argparse", "requests", "urllib.request", "huggingface
 
 
 def _imports(path: Path) -> list[str]:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import _cli
 import lightning as L
-import numpy as np
 import pandas as pd
 from torch.utils.data import DataLoader
 
 from fmcib_core.data.labelled import LabelledPatches, cache_patches, labelled_loader, read_labels
 from fmcib_core.data.seeding import derive_seed, global_rank
-from fmcib_core.eval import labels_from_table, task_metrics
+from fmcib_core.eval import labels_from_table, metrics_json, task_metrics
 from fmcib_core.io import atomic_path, read_table, resolve_image_paths, save_fmcib_weights
 from fmcib_core.models import BACKBONES, TASKS
 from fmcib_core.train import supervised as sv
@@ -97,13 +96,6 @@ def loaders(args: argparse.Namespace, splits: dict[str, tuple]) -> dict[str, Dat
 
 
 def summary(args: argparse.Namespace, splits: dict, fit: sv.FitResult, metrics, rows) -> dict:
-    def finite(value: float) -> float | None:
-        return float(value) if np.isfinite(value) else None
-
-    def result(name: str, r) -> dict:
-        bounds = {k: finite(getattr(r, k)) for k in ("value", "ci_low", "ci_high")}
-        return {**bounds, "n_rows": rows[name], "n_resamples_skipped": r.n_skipped}
-
     return {
         **{k: getattr(args, k) for k in ("task", "init", "backbone", "weights")},
         "label": TASKS[args.task].label_column,
@@ -112,7 +104,7 @@ def summary(args: argparse.Namespace, splits: dict, fit: sv.FitResult, metrics, 
         "best_epoch": fit.best_epoch,
         "val_metric": "mean_average_precision" if args.task == 1 else "roc_auc",
         "val_metrics": fit.val_metrics,
-        "test_metrics": {name: result(name, r) for name, r in metrics.items()},
+        "test_metrics": metrics_json(metrics, rows),
         **{k: getattr(args, k) for k in SETTINGS},
     }
 

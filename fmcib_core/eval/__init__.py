@@ -23,6 +23,7 @@ from fmcib_core.eval.metrics import (
     bootstrap_ci,
     harrell_c_index,
     mean_average_precision,
+    metrics_json,
     roc_auc,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "load_backbone",
     "load_linear_model",
     "mean_average_precision",
+    "metrics_json",
     "prediction_table",
     "roc_auc",
     "save_linear_model",

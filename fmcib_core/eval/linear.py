@@ -34,6 +34,7 @@ from fmcib_core.eval.metrics import (
     bootstrap_ci,
     harrell_c_index,
     mean_average_precision,
+    metrics_json,
     roc_auc,
 )
 from fmcib_core.io.atomic import atomic_path
@@ -144,16 +145,7 @@ class LinearEvalResult:
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (no arrays; NaN becomes None)."""
-        metrics = {
-            name: {
-                "value": _finite(r.value),
-                "ci_low": _finite(r.ci_low),
-                "ci_high": _finite(r.ci_high),
-                "n_rows": self.metric_rows[name],
-                "n_resamples_skipped": r.n_skipped,
-            }
-            for name, r in self.test_metrics.items()
-        }
+        metrics = metrics_json(self.test_metrics, self.metric_rows)
         return {
             "n_rows": dict(self.n_rows),
             "rows_dropped": dict(self.dropped),

@@ -23,6 +23,7 @@ __all__ = [
     "bootstrap_ci",
     "harrell_c_index",
     "mean_average_precision",
+    "metrics_json",
     "roc_auc",
 ]
 
@@ -41,6 +42,26 @@ class BootstrapResult(NamedTuple):
     ci_low: float
     ci_high: float
     n_skipped: int
+
+
+def metrics_json(
+    metrics: dict[str, BootstrapResult], rows: dict[str, int]
+) -> dict[str, dict[str, float | int | None]]:
+    """Test metrics as JSON-ready dicts: value, CI bounds (NaN becomes None), rows, skips."""
+
+    def finite(value: float) -> float | None:
+        return float(value) if np.isfinite(value) else None
+
+    return {
+        name: {
+            "value": finite(r.value),
+            "ci_low": finite(r.ci_low),
+            "ci_high": finite(r.ci_high),
+            "n_rows": rows[name],
+            "n_resamples_skipped": r.n_skipped,
+        }
+        for name, r in metrics.items()
+    }
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float:

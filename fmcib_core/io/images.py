@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import locale
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -16,7 +19,26 @@ class ImageReadError(ValueError):
     """An image path that does not hold one readable volume."""
 
 
+@contextlib.contextmanager
+def _process_locale_kept() -> Iterator[None]:
+    """Restore the process locale after a call that changes it.
+
+    GDCM (SimpleITK's DICOM reader) sets the C locale of the whole process; left so, every later
+    text file the process opens with the default encoding would be read as ASCII.
+    """
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
 def _read_dicom_series(folder: Path) -> sitk.Image:
+    with _process_locale_kept():
+        return _read_series(folder)
+
+
+def _read_series(folder: Path) -> sitk.Image:
     reader = sitk.ImageSeriesReader()
     series_ids = reader.GetGDCMSeriesIDs(str(folder))
     if not series_ids:

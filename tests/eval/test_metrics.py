@@ -7,12 +7,14 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from fmcib_core.eval.metrics import (
+    BootstrapResult,
     UndefinedMetricError,
     average_precision,
     balanced_accuracy,
     bootstrap_ci,
     harrell_c_index,
     mean_average_precision,
+    metrics_json,
     roc_auc,
 )
 
@@ -138,3 +140,17 @@ def test_bootstrap_input_errors():
         bootstrap_ci(roc_auc, np.array([0, 1]), np.arange(3.0))
     with pytest.raises(ValueError, match="alpha"):
         bootstrap_ci(roc_auc, np.array([0, 1]), np.arange(2.0), alpha=1.5)
+
+
+def test_metrics_json_turns_nan_into_none_and_keeps_counts() -> None:
+    out = metrics_json(
+        {
+            "roc_auc": BootstrapResult(0.75, 0.5, 0.9, 3),
+            "c_index": BootstrapResult(0.6, np.nan, np.nan, 10),
+        },
+        {"roc_auc": 40, "c_index": 12},
+    )
+    assert out["roc_auc"] == {
+        "value": 0.75, "ci_low": 0.5, "ci_high": 0.9, "n_rows": 40, "n_resamples_skipped": 3
+    }  # fmt: skip
+    assert out["c_index"]["ci_low"] is None and out["c_index"]["n_rows"] == 12

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from collections.abc import Callable
 from pathlib import Path
 
@@ -53,7 +54,9 @@ def _write_dicom_series(folder: Path, image: sitk.Image, series_uid: str) -> Non
         for tag, value in tags.items():
             piece.SetMetaData(tag, value)
         writer.SetFileName(str(folder / f"{series_uid}-{k:03d}.dcm"))
+        saved = locale.setlocale(locale.LC_ALL)
         writer.Execute(piece)
+        locale.setlocale(locale.LC_ALL, saved)  # GDCM sets the process locale to "C"
 
 
 @pytest.fixture

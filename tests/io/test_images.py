@@ -52,3 +52,12 @@ def test_random_bytes_are_an_error(tmp_path):
     path.write_bytes(np.random.default_rng(0).bytes(500))
     with pytest.raises(ImageReadError, match=r"image cannot be read \(.*\); re-export the file"):
         read_image(path)
+
+
+def test_reading_dicom_keeps_the_process_locale(tmp_path, make_volume, write_dicom_series):
+    import locale
+
+    write_dicom_series(tmp_path / "series", make_volume(), "1.2.826.0.1.3680043.2.1125.1")
+    before = (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False))
+    read_image(tmp_path / "series")
+    assert (locale.setlocale(locale.LC_ALL), locale.getpreferredencoding(False)) == before

@@ -108,7 +108,9 @@ def ensure_installed() -> str | None:
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES],
     ):
         try:
-            result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+            result = subprocess.run(
+                cmd, env=env, capture_output=True, encoding="utf-8", errors="replace", timeout=600
+            )
         except subprocess.TimeoutExpired:
             return f"`{' '.join(cmd)}` took more than 600 s"
         if result.returncode != 0:
@@ -238,7 +240,9 @@ class SlurmCluster:
 
     def client(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
         """Run a SLURM client command (sinfo, sbatch, scontrol, ...) against this cluster."""
-        result = subprocess.run(argv, env=self.env, capture_output=True, text=True, timeout=60)
+        result = subprocess.run(
+            argv, env=self.env, capture_output=True, encoding="utf-8", errors="replace", timeout=60
+        )
         if check and result.returncode != 0:
             raise SlurmError(f"{' '.join(argv)}: {result.stdout}{result.stderr}\n{self.logs()}")
         return result

@@ -20,7 +20,8 @@ def _snakemake(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
         cwd=cwd,
         env=env,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=300,
     )
 
@@ -52,9 +53,9 @@ def test_dry_run_shows_the_whole_chain(tmp_path: Path) -> None:
 def test_single_target_builds_only_what_it_needs(tmp_path: Path) -> None:
     result = _snakemake(
         "-n",
+        "results/task2/linear_eval.json",
         "--configfile",
         str(ROOT / "config/config.yaml"),
-        "results/task2/linear_eval.json",
         cwd=tmp_path,
     )
     out = result.stdout + result.stderr

@@ -33,7 +33,8 @@ def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.Com
          "--configfile", *CONFIGS, "--cores", "2", *args],
         env=env,
         capture_output=True,
-        text=True,
+        encoding="utf-8",
+        errors="replace",
         timeout=timeout,
     )  # fmt: skip
 

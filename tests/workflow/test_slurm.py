@@ -93,7 +93,9 @@ def _snakemake(
     cmd += ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
     # Rules call `python`: the venv's, in the jobs too (sbatch --export=ALL passes PATH on).
     env = dict(env, PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}")
-    return subprocess.run(cmd, cwd=workdir.parent, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        cmd, cwd=workdir.parent, env=env, capture_output=True, encoding="utf-8", errors="replace"
+    )
 
 
 def _job_stats(output: str) -> Counter[str]:

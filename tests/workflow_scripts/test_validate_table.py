@@ -141,6 +141,8 @@ def test_runs_as_a_script(table, tmp_path):
         "--report",
         str(out),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        command, capture_output=True, encoding="utf-8", errors="replace", timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(out.read_text())["n_rows"] == 1
