@@ -11,7 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
-__all__ = ["setup_logging"]
+__all__ = ["log_problems", "setup_logging"]
 
 _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
@@ -26,3 +26,9 @@ def setup_logging(verbose: bool = False) -> None:
         stream=sys.stderr,
         force=True,
     )
+
+
+def log_problems(log: logging.Logger, err: BaseException) -> None:
+    """Log an error's message at ERROR level, one line per problem it lists."""
+    for line in str(err).splitlines():
+        log.error("%s", line)

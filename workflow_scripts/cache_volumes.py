@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import setup_logging
+from _cli import log_problems, setup_logging
 
 from fmcib_core.data.ssl import cache_table_volumes
 from fmcib_core.io.tables import TableError, read_table, resolve_image_paths
@@ -42,8 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         paths = resolve_image_paths(table, args.table)
         cache_table_volumes(table, paths, args.out, progress=args.progress)
     except (ValueError, OSError) as err:  # TableError, ImageReadError, unwritable --out
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        log_problems(log, err)
         return 1
     return 0
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import setup_logging
+from _cli import log_problems, setup_logging
 
 from fmcib_core.io.weights import load_into, load_weights, save_fmcib_weights
 from fmcib_core.models import BACKBONES, build_backbone
@@ -41,8 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         load_into(backbone, weights.trunk, what="backbone", source=args.checkpoint)
         save_fmcib_weights(args.out, backbone.state_dict())
     except (ValueError, OSError) as err:  # WeightsError, unwritable --out
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        log_problems(log, err)
         return 1
     log.info(
         "%s: exported %d %s tensors (%s) to %s",

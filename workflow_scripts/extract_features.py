@@ -91,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if csv_tmp is not None:
                 write_features(csv_tmp, table, features, csv=True)
     except (ValueError, OSError, RuntimeError) as err:  # table, weights, patch, device errors
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        _cli.log_problems(log, err)
         log.error("%s: feature extraction failed; nothing was written", args.table)
         return 1
     log.info("wrote %d x %d features to %s", *features.shape, args.out)

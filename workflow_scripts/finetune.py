@@ -161,8 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = run(args)
     except (ValueError, OSError) as err:  # tables, labels, weights, patches, metrics, outputs
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        _cli.log_problems(log, err)
         log.debug("traceback of the error above", exc_info=True)
         return 1
     log.info("task %d, %s init: %s", args.task, args.init, json.dumps(report["test_metrics"]))

@@ -115,8 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             predictions.to_parquet(predictions_tmp, index=False)
             save_linear_model(model_tmp, result)
     except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, unwritable paths
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        _cli.log_problems(log, err)
         return 1
     log.info("task %d: %s", args.task, json.dumps(report["test_metrics"]))
     return 0

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import setup_logging
+from _cli import log_problems, setup_logging
 
 from fmcib_core.data.seeding import derive_seed, global_rank
 from fmcib_core.data.ssl import CACHE_TABLE, SSLDataset, read_cached_table, ssl_dataloader
@@ -104,8 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             total_steps=steps,
         )
     except (ValueError, OSError) as err:  # bad table or cache, too few lesions, bad options
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        log_problems(log, err)
         return 1
     log.info("%d lesions, %d steps of %d lesions", len(table), steps, global_batch)
     loader = ssl_dataloader(

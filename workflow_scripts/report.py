@@ -60,8 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         with atomic_path(args.out) as tmp:
             tmp.write_text(page, encoding="utf-8")
     except (ValueError, OSError) as err:  # ReportError, TableError, PatchError, unwritable paths
-        for line in str(err).splitlines():
-            log.error("%s", line)
+        _cli.log_problems(log, err)
         log.error("no report written")
         return 1
     log.info("wrote %s", args.out)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import setup_logging
+from _cli import log_problems, setup_logging
 
 from fmcib_core.io import LABEL_SPECS, TableError, atomic_path, validate_table
 
@@ -49,8 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         report = validate_table(args.table, args.labels, progress=args.progress)
     except TableError as err:
-        for line in str(err).splitlines():
-            log.error(line)
+        log_problems(log, err)
         log.error("%s: validation failed; fix the problems above", args.table)
         return 1
     log.info(
