@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import logging
 from pathlib import Path
 
 import pandas as pd
@@ -13,17 +11,9 @@ SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
 
 
 @pytest.fixture
-def script(monkeypatch):
-    """The script as a module; the root logger's handlers are restored after the test."""
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("make_demo_data", SCRIPTS / "make_demo_data.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield module
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def script(load_script):
+    """The script as a module."""
+    return load_script("make_demo_data")
 
 
 def _siblings(folder: Path) -> list[str]:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import logging
 import re
 from pathlib import Path
 
@@ -18,17 +16,9 @@ CONFIG = {"patch_size": 16, "tasks": [1, 2], "note": "a<b & c"}
 
 
 @pytest.fixture
-def main(monkeypatch):
-    """The script's ``main``; the root logger's handlers are restored after the test."""
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    spec = importlib.util.spec_from_file_location("report_script", SCRIPTS / "report.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield module.main
-    root.handlers[:] = handlers
-    root.setLevel(level)
+def main(load_script):
+    """The script's ``main``."""
+    return load_script("report").main
 
 
 def _metric(value, low, high, n=40):
