@@ -38,6 +38,7 @@ from fmcib_core.eval.metrics import (
     roc_auc,
 )
 from fmcib_core.io.atomic import atomic_path
+from fmcib_core.models.heads import TASKS
 
 __all__ = [
     "BOOTSTRAP_SAMPLES",
@@ -57,7 +58,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-TASK_LABELS: dict[int, str] = {1: "Coarse_lesion_type", 2: "malignancy", 3: "survival"}
+TASK_LABELS: dict[int, str] = {task: spec.label_column for task, spec in TASKS.items()}
 SURVIVAL_COLUMNS = ("survival_time", "event")
 C_RANGE = (1e-6, 1e3)
 BOOTSTRAP_SAMPLES = 1000

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,19 +16,15 @@ from fmcib_core.eval.features import load_backbone
 from fmcib_core.io.features import read_features
 from fmcib_core.io.weights import save_fmcib_weights
 from fmcib_core.models.backbone import backbone_output_dim, build_backbone
+from tests.workflow_scripts import import_script
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
 BACKBONE = "resnet10_w025"
 SIZE = 16
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield importlib.import_module("extract_features")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return import_script("extract_features")
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +13,8 @@ import torch
 from fmcib_core.data.synthetic import make_demo_dataset
 from fmcib_core.io import load_into, load_weights, save_fmcib_weights
 from fmcib_core.models import backbone_output_dim, build_backbone, task_head
+from tests.workflow_scripts import import_script
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
 BACKBONE = "resnet10_w025"
 OUTPUTS = ["metrics.json", "model_weights.torch", "predictions.parquet", "train_log.csv"]
 METRICS_KEYS = set(
@@ -27,11 +25,7 @@ METRICS_KEYS = set(
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield importlib.import_module("finetune")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return import_script("finetune")
 
 
 @pytest.fixture(scope="module")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +11,12 @@ import pytest
 
 from fmcib_core.eval.linear import load_linear_model
 from fmcib_core.io.features import read_features, write_features
-
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
+from tests.workflow_scripts import import_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield importlib.import_module("linear_eval")
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return import_script("linear_eval")
 
 
 def feature_table(

@@ -7,8 +7,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
-
 
 @pytest.fixture
 def script(load_script):

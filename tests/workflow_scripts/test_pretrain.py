@@ -5,7 +5,6 @@ The DDP run goes through the command line in a subprocess, as the workflow rule 
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 import sys
@@ -19,23 +18,16 @@ from fmcib_core.io.weights import load_into, load_weights
 from fmcib_core.models import build_backbone
 from fmcib_core.optim import scaled_lr
 from tests.train import write_lesion_table
+from tests.workflow_scripts import SCRIPTS, import_script
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "workflow_scripts"
 BACKBONE = "resnet10_w025"
 LESIONS = 8
 
 
 @pytest.fixture(scope="module")
 def scripts():
-    sys.path.insert(0, str(SCRIPTS))
-    try:
-        yield {
-            name: importlib.import_module(name)
-            for name in ("cache_volumes", "pretrain", "export_weights")
-        }
-    finally:
-        sys.path.remove(str(SCRIPTS))
+    return {name: import_script(name) for name in ("cache_volumes", "pretrain", "export_weights")}
 
 
 @pytest.fixture(scope="module")

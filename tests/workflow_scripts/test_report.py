@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
 CONFIG = {"patch_size": 16, "tasks": [1, 2], "note": "a<b & c"}
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
+from tests.workflow_scripts import SCRIPTS
 
 
 @pytest.fixture
