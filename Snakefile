@@ -1,5 +1,7 @@
 # fmcib-workflow: lesion tables -> validation -> SSL pretraining -> weights -> fine-tuning,
 # features, linear evaluation -> report. This file is only the table of contents.
+import re
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -15,10 +17,10 @@ include: "rules/common.smk"
 
 
 wildcard_constraints:
-    task="[123]",
+    task="|".join(map(re.escape, TASKS)) or "none",
     split="train|val|test",
     init="random|supervised|foundation",
-    table="|".join(TABLES) if TABLES else "none",
+    table="|".join(map(re.escape, TABLES)) or "none",
     features="|".join(FEATURE_DIRS.values()),
     linear_eval="|".join(LINEAR_EVAL_NAMES.values()),
 

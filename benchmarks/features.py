@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 
 from fmcib_core.data.patches import extract_patches
-from fmcib_core.data.synthetic import make_demo_dataset
+from fmcib_core.demo import make_demo_dataset
 from fmcib_core.eval.features import PRECISIONS, extract_features, load_backbone
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import save_fmcib_weights

@@ -59,7 +59,7 @@ def phantom_table(folder: Path, n_images: int = 3, lesions: int = 8, seed: int =
 def source_table(kind: str, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     if kind == "demo":
-        from fmcib_core.data.synthetic import make_demo_dataset
+        from fmcib_core.demo import make_demo_dataset
 
         return make_demo_dataset(folder, seed=0, n_cases=3)["pretrain"]
     return phantom_table(folder)

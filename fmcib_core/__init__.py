@@ -1,23 +1,35 @@
 """fmcib_core: the library behind the fmcib-workflow Snakemake pipeline.
 
-Layers, lowest first (a lower layer never imports a higher one):
-``io`` -> ``data`` -> ``transforms`` -> ``models`` -> ``losses`` -> ``optim`` -> ``train``
--> ``eval``.
+Layers, lowest first (a lower layer never imports a higher one): ``tasks`` -> ``io`` -> ``data``
+-> ``transforms`` -> ``models`` -> ``losses`` -> ``optim`` -> ``metrics`` -> ``train`` -> ``eval``
+-> ``report``, with the synthetic demo generator ``demo`` beside them. The method is described in
+docs/method.md.
+
+Importing the package loads nothing heavy: :func:`extract_patches` and :func:`get_features` are
+imported on first use, so that ``fmcib_core.tasks`` can be used without torch.
 """
 
 from __future__ import annotations
 
-from fmcib_core.data.patches import extract_patches
+from typing import TYPE_CHECKING
 
-__version__ = "0.1.0"
+from fmcib_core._version import __version__
+
+if TYPE_CHECKING:
+    from fmcib_core.data.patches import extract_patches
+    from fmcib_core.eval.features import get_features
 
 __all__ = ["__version__", "extract_patches", "get_features"]
 
+_LAZY = {
+    "extract_patches": "fmcib_core.data.patches",
+    "get_features": "fmcib_core.eval.features",
+}
+
 
 def __getattr__(name: str) -> object:
-    # get_features pulls in the models and eval layers; load them on first use only.
-    if name == "get_features":
-        from fmcib_core.eval.features import get_features
+    if name in _LAZY:
+        import importlib
 
-        return get_features
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,30 +1,43 @@
 # Shared helpers for the .smk files: config lookups and input functions built on the tested,
-# Snakemake-free functions in workflow_scripts/targets.py.
+# Snakemake-free functions in workflow_scripts/ (config_tables, targets, rule_args).
 import json
 import os
-import sys
+import shlex
 
 from snakemake.exceptions import WorkflowError
 
-sys.path.insert(0, os.path.join(workflow.basedir, "workflow_scripts"))
-
-from targets import (
-    FEATURE_DIRS,
-    LINEAR_EVAL_NAMES,
-    TASK_LABELS,
-    all_targets,
-    cli_flags,
+from workflow_scripts.config_tables import (
+    configured_tasks,
     demo_tables,
-    feature_dirs,
-    finetune_inits,
-    foundation_source,
-    foundation_weights,
-    missing_tables,
+    preview_table,
     table_labels,
     table_paths,
     task_splits,
 )
+from workflow_scripts.rule_args import (
+    cli_flags,
+    csv_flag,
+    finetune_options,
+    list_flag,
+    task_cli,
+)
+from workflow_scripts.targets import (
+    FEATURE_DIRS,
+    LINEAR_EVAL_NAMES,
+    SUPERVISED_WEIGHTS,
+    all_targets,
+    feature_dirs,
+    feature_source,
+    features_of,
+    finetune_inits,
+    foundation_weights,
+    missing_tables,
+)
 
+try:
+    TASKS = configured_tasks(config)
+except ValueError as err:
+    raise WorkflowError(f"custom_tasks: {err}") from None
 _missing = missing_tables(config)
 if _missing:
     raise WorkflowError(
@@ -35,6 +48,10 @@ if _missing:
 TABLES = table_paths(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
+# Every rule runs this checkout's fmcib_core, also in a conda env that holds only its
+# dependencies (`--use-conda`): the scripts import it from the workflow's base folder.
+_BASEDIR = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
+shell.prefix(f"export PYTHONPATH={_BASEDIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 def script(name):
@@ -42,48 +59,40 @@ def script(name):
 
 
 def task_table(wildcards, split=None):
-    return TABLES[f"task{wildcards.task}_{split or wildcards.split}"]
+    return TABLES[f"{wildcards.task}_{split or wildcards.split}"]
 
 
 def task_tables(wildcards):
     return {
-        split: TABLES[f"task{wildcards.task}_{split}"]
-        for split in task_splits(config, int(wildcards.task))
+        split: TABLES[f"{wildcards.task}_{split}"]
+        for split in task_splits(config, wildcards.task)
     }
+
+
+def task_args(wildcards):
+    return task_cli(TASKS[wildcards.task])
 
 
 def validation_reports(wildcards):
     return [
-        f"results/validation/task{wildcards.task}_{split}.json"
-        for split in task_splits(config, int(wildcards.task))
+        f"results/validation/{wildcards.task}_{split}.json"
+        for split in task_splits(config, wildcards.task)
     ]
 
 
-# --- pretrain ---
-PT = config["pretrain"]
-
-
-# --- finetune ---
-FT = config["finetune"]
+def split_args(wildcards, input):
+    return " ".join(
+        f"--{split} {shlex.quote(input[split])}"
+        for split in task_splits(config, wildcards.task)
+    )
 
 
 def finetune_weights(wildcards):
     if wildcards.init == "foundation":
         return {"weights": foundation_weights(config)}
     if wildcards.init == "supervised":
-        return {"weights": "results/task1/finetune_random/model_weights.torch"}
+        return {"weights": SUPERVISED_WEIGHTS}
     return {}
-
-
-def finetune_table_args(wildcards, input):
-    return " ".join(
-        f"--{split} {input[split]}"
-        for split in task_splits(config, int(wildcards.task))
-    )
-
-
-# --- features ---
-FE = config["features"]
 
 
 def feature_weights(wildcards):
@@ -92,35 +101,25 @@ def feature_weights(wildcards):
     return {}
 
 
-# --- linear_eval ---
-LE = config["linear_eval"]
-_FEATURES_OF = {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}
-
-
 def linear_eval_features(wildcards):
-    folder = _FEATURES_OF[wildcards.linear_eval]
+    folder = features_of(wildcards.linear_eval)
     return {
-        split: f"results/task{wildcards.task}/{folder}/{split}.parquet"
-        for split in task_splits(config, int(wildcards.task))
+        split: f"results/{wildcards.task}/{folder}/{split}.parquet"
+        for split in task_splits(config, wildcards.task)
     }
 
 
-def linear_eval_source(wildcards):
-    if _FEATURES_OF[wildcards.linear_eval] == FEATURE_DIRS["foundation"]:
-        return foundation_source(config)
-    return "random-init"
-
-
-# --- report ---
 def report_inputs(wildcards):
     files = {"linear_eval": [], "finetune": []}
-    for task in config["tasks"]:
+    for task in TASKS:
         for folder in feature_dirs(config):
             files["linear_eval"].append(
-                f"results/task{task}/{LINEAR_EVAL_NAMES[folder]}.json"
+                f"results/{task}/{LINEAR_EVAL_NAMES[folder]}.json"
             )
         for init in finetune_inits(config, task):
-            files["finetune"].append(f"results/task{task}/finetune_{init}/metrics.json")
+            files["finetune"].append(f"results/{task}/finetune_{init}/metrics.json")
     if not config.get("pretrained_weights"):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
+    if preview_table(config):
+        files["preview_table"] = preview_table(config)
     return files

@@ -23,7 +23,7 @@ if config["demo"]:
             out_dir=lambda wc, output: os.path.dirname(output.tables[0]),
             opts=cli_flags({k: v for k, v in config["demo"].items() if k != "out_dir"}),
         shell:
-            "python {input.script} --out {params.out_dir} {params.opts} 2> {log}"
+            "python {input.script:q} --out {params.out_dir:q} {params.opts} 2> {log:q}"
 
 
 rule validate_table:
@@ -43,8 +43,7 @@ rule validate_table:
         mem_mb=config["resources"]["cpu_mem_mb"],
         runtime=config["resources"]["cpu_runtime"],
     params:
-        labels=lambda wc: " ".join(table_labels(wc.table)),
-        labels_flag=lambda wc: "--labels" if table_labels(wc.table) else "",
+        labels=lambda wc: list_flag("labels", table_labels(config, wc.table)),
     shell:
-        "python {input.script} {input.table} {params.labels_flag} {params.labels}"
-        " --report {output.report} 2> {log}"
+        "python {input.script:q} {input.table:q} {params.labels}"
+        " --report {output.report:q} 2> {log:q}"

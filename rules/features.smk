@@ -1,4 +1,4 @@
-# Feature extraction (METHOD.md section 6): the foundation backbone, and a random-init control.
+# Feature extraction (docs/method.md section 6): the foundation backbone, and a random-init control.
 
 
 rule extract_features:
@@ -6,13 +6,13 @@ rule extract_features:
         unpack(feature_weights),
         script=script("extract_features"),
         table=task_table,
-        report="results/validation/task{task}_{split}.json",
+        report="results/validation/{task}_{split}.json",
     output:
-        features="results/task{task}/{features}/{split}.parquet",
+        features="results/{task}/{features}/{split}.parquet",
     log:
-        "logs/extract_features/task{task}_{features}_{split}.log",
+        "logs/extract_features/{task}_{features}_{split}.log",
     benchmark:
-        "results/benchmarks/extract_features/task{task}_{features}_{split}.tsv"
+        "results/benchmarks/extract_features/{task}_{features}_{split}.tsv"
     conda:
         ENV
     threads: 2
@@ -22,19 +22,15 @@ rule extract_features:
         gpu=GPU_RULE_GPUS,
     params:
         weights=lambda wc, input: (
-            f"--weights {input.weights}"
+            f"--weights {shlex.quote(input.weights)}"
             if "weights" in input.keys()
             else "--random-init"
         ),
-        csv=lambda wc, output: f"--csv {output.features[:-8]}.csv" if FE["csv"] else "",
-        opts=cli_flags({"batch_size": FE["batch_size"], "precision": FE["precision"]}),
-        backbone=config["backbone"],
-        patch_size=config["patch_size"],
-        accelerator=config["accelerator"],
-        seed=config["seed"],
+        csv=lambda wc, output: csv_flag(output.features, config["features"]["csv"]),
+        opts=cli_flags(
+            {k: config["features"][k] for k in ("batch_size", "precision")}
+            | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
+        ),
     shell:
-        "python {input.script} --table {input.table} {params.weights}"
-        " --backbone {params.backbone} --patch-size {params.patch_size}"
-        " {params.opts}"
-        " --accelerator {params.accelerator} --seed {params.seed}"
-        " --out {output.features} {params.csv} 2> {log}"
+        "python {input.script:q} --table {input.table:q} {params.weights} {params.opts}"
+        " --out {output.features:q} {params.csv} 2> {log:q}"

@@ -1,4 +1,4 @@
-# Linear evaluation of frozen features with an Optuna search over C (METHOD.md section 6).
+# Linear evaluation of frozen features with an Optuna search over C (docs/method.md section 6).
 
 
 rule linear_eval:
@@ -6,13 +6,13 @@ rule linear_eval:
         unpack(linear_eval_features),
         script=script("linear_eval"),
     output:
-        json="results/task{task}/{linear_eval}.json",
-        predictions="results/task{task}/{linear_eval}_predictions.parquet",
-        model="results/task{task}/{linear_eval}_model.npz",
+        json="results/{task}/{linear_eval}.json",
+        predictions="results/{task}/{linear_eval}_predictions.parquet",
+        model="results/{task}/{linear_eval}_model.npz",
     log:
-        "logs/linear_eval/task{task}_{linear_eval}.log",
+        "logs/linear_eval/{task}_{linear_eval}.log",
     benchmark:
-        "results/benchmarks/linear_eval/task{task}_{linear_eval}.tsv"
+        "results/benchmarks/linear_eval/{task}_{linear_eval}.tsv"
     conda:
         ENV
     threads: 1
@@ -20,12 +20,14 @@ rule linear_eval:
         mem_mb=config["resources"]["cpu_mem_mb"],
         runtime=config["resources"]["cpu_runtime"],
     params:
-        val=lambda wc, input: f"--val {input.val}" if "val" in input.keys() else "",
-        source=linear_eval_source,
-        opts=cli_flags(LE),
-        seed=config["seed"],
+        task=task_args,
+        val=lambda wc, input: (
+            f"--val {shlex.quote(input.val)}" if "val" in input.keys() else ""
+        ),
+        source=lambda wc: feature_source(config, features_of(wc.linear_eval)),
+        opts=cli_flags({**config["linear_eval"], "seed": config["seed"]}),
     shell:
-        "python {input.script} --task {wildcards.task} --train {input.train} {params.val}"
-        " --test {input.test} --source {params.source} {params.opts} --seed {params.seed}"
-        " --out-json {output.json} --out-predictions {output.predictions}"
-        " --out-model {output.model} 2> {log}"
+        "python {input.script:q} {params.task} --train {input.train:q} {params.val}"
+        " --test {input.test:q} --source {params.source} {params.opts}"
+        " --out-json {output.json:q} --out-predictions {output.predictions:q}"
+        " --out-model {output.model:q} 2> {log:q}"

@@ -5,7 +5,6 @@ rule report:
     input:
         unpack(report_inputs),
         script=script("report"),
-        preview_table=TABLES.get("task1_test", next(iter(TABLES.values()), "MISSING")),
     output:
         html="results/report/report.html",
     log:
@@ -20,12 +19,21 @@ rule report:
         runtime=config["resources"]["cpu_runtime"],
     params:
         ssl_log=lambda wc, input: (
-            f"--ssl-log {input.ssl_log}" if "ssl_log" in input.keys() else ""
+            f"--ssl-log {shlex.quote(input.ssl_log)}"
+            if "ssl_log" in input.keys()
+            else ""
         ),
+        preview=lambda wc, input: (
+            f"--preview-table {shlex.quote(input.preview_table)}"
+            if "preview_table" in input.keys()
+            else ""
+        ),
+        linear_eval=lambda wc, input: list_flag("linear_eval", input.linear_eval),
+        finetune=lambda wc, input: list_flag("finetune", input.finetune),
         config_json=lambda wc: json.dumps(config, sort_keys=True),
         patch_size=config["patch_size"],
     shell:
-        "python {input.script} --linear-eval {input.linear_eval} --finetune {input.finetune}"
-        " {params.ssl_log} --preview-table {input.preview_table}"
+        "python {input.script:q} {params.linear_eval} {params.finetune}"
+        " {params.ssl_log} {params.preview}"
         " --patch-size {params.patch_size} --config-json {params.config_json:q}"
-        " --out {output.html} 2> {log}"
+        " --out {output.html:q} 2> {log:q}"

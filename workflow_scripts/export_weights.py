@@ -1,4 +1,4 @@
-"""Export the backbone of a pretraining checkpoint as an FMCIB weights file (METHOD.md section 3).
+"""Export the backbone of a pretraining checkpoint as an FMCIB weights file (docs/method.md 3).
 
 Usage: python workflow_scripts/export_weights.py --checkpoint C --backbone NAME --out W
 

@@ -1,4 +1,4 @@
-"""Extract frozen-backbone features for every lesion of a table (METHOD section 6).
+"""Extract frozen-backbone features for every lesion of a table (docs/method.md section 6).
 
 Usage: python workflow_scripts/extract_features.py --table T (--weights W | --random-init)
     --backbone NAME --patch-size S --accelerator cpu|gpu --seed N --batch-size B
@@ -39,12 +39,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     source.add_argument(
         "--random-init", action="store_true", help="seeded random backbone (the paper's control)"
     )
-    parser.add_argument("--backbone", choices=BACKBONES, default="resnet50x2")
-    parser.add_argument("--patch-size", type=int, default=50, help="patch side in 1 mm voxels")
-    parser.add_argument("--accelerator", choices=("cpu", "gpu"), default="cpu")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random-init backbone")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--backbone", choices=BACKBONES, required=True)
+    parser.add_argument("--patch-size", type=int, required=True, help="patch side in 1 mm voxels")
+    parser.add_argument("--accelerator", choices=("cpu", "gpu"), required=True)
+    parser.add_argument("--seed", type=int, required=True, help="seed of the random-init backbone")
+    parser.add_argument("--batch-size", type=int, required=True)
+    parser.add_argument("--precision", choices=PRECISIONS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="feature table (.parquet)")
     parser.add_argument("--csv", type=Path, help="also write the feature table as CSV here")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")

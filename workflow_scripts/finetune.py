@@ -1,4 +1,4 @@
-"""Fine-tune a backbone and a task head for Task 1, 2 or 3 (METHOD.md section 5).
+"""Fine-tune a backbone and a task head for a task (docs/method.md section 5).
 
 Keeps the epoch of best validation score (the last one without --val) and writes to --out-dir
 predictions.parquet, model_weights.torch, train_log.csv and, last, metrics.json. The work folder
@@ -8,7 +8,6 @@ holds patch caches and checkpoints: a rerun resumes. On any error --out-dir is l
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
@@ -17,21 +16,15 @@ from pathlib import Path
 
 import _cli
 import lightning as L
-import pandas as pd
-from torch.utils.data import DataLoader
 
-from fmcib_core.data.labelled import LabelledPatches, cache_patches, labelled_loader, read_labels
 from fmcib_core.data.seeding import derive_seed, global_rank
-from fmcib_core.eval import labels_from_table, metrics_json, task_metrics
-from fmcib_core.io import atomic_path, read_table, resolve_image_paths, save_fmcib_weights
-from fmcib_core.models import BACKBONES, TASKS
+from fmcib_core.io.predictions import with_probabilities
+from fmcib_core.metrics import metrics_json, task_metrics
+from fmcib_core.models import BACKBONES
 from fmcib_core.train import supervised as sv
-from fmcib_core.transforms.augment import supervised_train_transform
 
 log = logging.getLogger("finetune")
 SPLITS = ("train", "val", "test")
-# Entered in this order, renamed in reverse: metrics.json lands last.
-OUTPUTS = ("metrics.json", "predictions.parquet", "model_weights.torch", "train_log.csv")
 NOT_IN_SIGNATURE = ("out_dir", "work_dir", "num_workers", "bootstrap", "verbose")
 SETTINGS = ("epochs", "batch_size", "lr", "step_size", "gamma", "patch_size", "precision", "seed")
 
@@ -39,99 +32,57 @@ SETTINGS = ("epochs", "batch_size", "lr", "step_size", "gamma", "patch_size", "p
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
-    add("--task", type=int, choices=sorted(TASKS), required=True)
+    _cli.add_task_arguments(parser)
     add("--init", choices=sv.INITS, required=True, help="backbone initialisation")
     add("--weights", help="weights file: Task 1's model (supervised) or pretrained (foundation)")
     for split in SPLITS:
         add(f"--{split}", required=split != "val", help=f"{split} lesion table (CSV/parquet)")
     add("--out-dir", required=True, help="folder of the four outputs")
     add("--work-dir", required=True, help="patch caches, checkpoints and logs (resumable)")
-    add("--backbone", choices=BACKBONES, default="resnet50x2")
-    add("--patch-size", type=int, default=50, help="patch side in voxels (1 mm)")
-    add("--accelerator", choices=("cpu", "gpu"), default="cpu")
-    add("--seed", type=int, default=0)
-    add("--batch-size", type=int, default=32, help="paper: 32 (random init: 8)")
-    add("--epochs", type=int, default=100)
-    add("--lr", type=float, default=1e-3, help="Adam learning rate")
-    add("--step-size", type=int, default=30, help="epochs between learning-rate decays")
-    add("--gamma", type=float, default=0.1, help="learning-rate decay factor")
-    add("--num-workers", type=int, default=0, help="DataLoader workers")
-    add("--precision", default="32-true", help="Lightning precision")
-    add("--bootstrap", type=int, default=1000, help="bootstrap resamples of the test CIs")
+    add("--backbone", choices=BACKBONES, required=True)
+    add("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
+    add("--accelerator", choices=("cpu", "gpu"), required=True)
+    add("--seed", type=int, required=True)
+    add("--batch-size", type=int, required=True, help="paper: 32 (random init: 8)")
+    add("--epochs", type=int, required=True)
+    add("--lr", type=float, required=True, help="Adam learning rate")
+    add("--step-size", type=int, required=True, help="epochs between learning-rate decays")
+    add("--gamma", type=float, required=True, help="learning-rate decay factor")
+    add("--num-workers", type=int, required=True, help="DataLoader workers")
+    add("--precision", required=True, help="Lightning precision")
+    add("--bootstrap", type=int, required=True, help="bootstrap resamples of the test CIs")
     add("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
-
-
-def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
-    """``{split: (table, labels, survival)}``; every table's problems are reported together."""
-    splits, problems = {}, []
-    for name in (s for s in SPLITS if getattr(args, s)):
-        path = getattr(args, name)
-        try:
-            table = read_table(path)
-            labels = read_labels(table, TASKS[args.task].label_column, source=path)
-            survival = labels_from_table(table, args.task, source=path)[1] if name == "test" else {}
-            splits[name] = (table, labels, survival)
-        except ValueError as err:
-            problems.append(str(err))
-    if problems:
-        raise ValueError("\n".join(problems))
-    return splits
-
-
-def loaders(args: argparse.Namespace, splits: dict[str, tuple]) -> dict[str, DataLoader]:
-    """Each split's patches, sampled once into the work folder, as a DataLoader."""
-    seed, binary = derive_seed(args.seed, global_rank()), TASKS[args.task].loss == "bce"
-    out = {}
-    for name, (table, labels, _) in splits.items():
-        table = table.assign(image_path=resolve_image_paths(table, getattr(args, name)))
-        cache = cache_patches(table, Path(args.work_dir) / "patches", args.patch_size, name=name)
-        train = name == "train"
-        augment = supervised_train_transform() if train else None
-        data = LabelledPatches(cache, labels, augment, float_labels=binary, seed=seed)
-        out[name] = labelled_loader(
-            data, args.batch_size, train=train, num_workers=args.num_workers
-        )
-    return out
+    args = parser.parse_args(argv)
+    args.task = _cli.task_from_args(parser, args)
+    return args
 
 
 def summary(args: argparse.Namespace, splits: dict, fit: sv.FitResult, metrics, rows) -> dict:
     return {
-        **{k: getattr(args, k) for k in ("task", "init", "backbone", "weights")},
-        "label": TASKS[args.task].label_column,
-        "n_rows": {name: len(splits[name][0]) if name in splits else None for name in SPLITS},
+        "task": args.task.id,
+        **{k: getattr(args, k) for k in ("init", "backbone", "weights")},
+        "label": args.task.label_column,
+        "n_rows": {name: len(splits[name].table) if name in splits else None for name in SPLITS},
         "selection": fit.selection,
         "best_epoch": fit.best_epoch,
-        "val_metric": "mean_average_precision" if args.task == 1 else "roc_auc",
+        "val_metric": args.task.selection_metric,
         "val_metrics": fit.val_metrics,
         "test_metrics": metrics_json(metrics, rows),
         **{k: getattr(args, k) for k in SETTINGS},
     }
 
 
-def write_outputs(
-    out_dir: str,
-    report: dict,
-    predictions: pd.DataFrame,
-    module: sv.SupervisedModule,
-    history: pd.DataFrame,
-) -> None:
-    with contextlib.ExitStack() as stack:
-        out = {n: stack.enter_context(atomic_path(Path(out_dir) / n)) for n in OUTPUTS}
-        predictions.to_parquet(out["predictions.parquet"], index=False)
-        trunk, head = module.backbone.state_dict(), module.head.state_dict()
-        save_fmcib_weights(out["model_weights.torch"], trunk, head)
-        history.to_csv(out["train_log.csv"], index=False)
-        out["metrics.json"].write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-
-
 def run(args: argparse.Namespace) -> dict:
     """Train, evaluate on test and write the outputs; return the metrics.json content."""
-    splits = read_splits(args)  # every input problem comes out before training
+    paths = {split: getattr(args, split) for split in SPLITS if getattr(args, split)}
+    splits = sv.read_splits(paths, args.task)  # every input problem comes out before training
     hyper = {k: getattr(args, k) for k in ("init", "weights", "seed", "lr", "step_size", "gamma")}
     module = sv.build_supervised(args.task, args.backbone, **hyper)
-    data = loaders(args, splits)
+    loading = {k: getattr(args, k) for k in ("work_dir", "patch_size", "batch_size", "num_workers")}
+    seed = derive_seed(args.seed, global_rank())
+    data = sv.split_loaders(splits, args.task, seed=seed, **loading)
     signature = {k: v for k, v in vars(args).items() if k not in NOT_IN_SIGNATURE}
+    signature["task"] = args.task.key
     signature["data"] = {name: loader.dataset.fingerprint() for name, loader in data.items()}
     signature["weights_mtime_ns"] = Path(args.weights).stat().st_mtime_ns if args.weights else None
     fit = sv.fit_supervised(
@@ -146,11 +97,13 @@ def run(args: argparse.Namespace) -> dict:
         progress_bar=sys.stderr.isatty(),
     )
     proba, classes = sv.predict_proba(fit.trainer, module, data["test"], fit.checkpoint)
-    table, y, survival = splits["test"]
-    metrics, rows = task_metrics(args.task, y, proba, classes, survival, args.seed, args.bootstrap)
+    test = splits["test"]
+    metrics, rows = task_metrics(
+        args.task, test.labels, proba, classes, test.survival, args.seed, args.bootstrap
+    )
     report = summary(args, splits, fit, metrics, rows)
-    predictions = sv.probability_table(table, proba, classes, module.multiclass)
-    write_outputs(args.out_dir, report, predictions, module, fit.history)
+    predictions = with_probabilities(test.table, proba, classes, module.multiclass)
+    sv.write_outputs(args.out_dir, report, predictions, module, fit.history)
     return report
 
 
@@ -164,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _cli.log_problems(log, err)
         log.debug("traceback of the error above", exc_info=True)
         return 1
-    log.info("task %d, %s init: %s", args.task, args.init, json.dumps(report["test_metrics"]))
+    log.info("task %s, %s init: %s", args.task.id, args.init, json.dumps(report["test_metrics"]))
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Linear evaluation of frozen features for Task 1, 2 or 3 (METHOD section 6).
+"""Linear evaluation of frozen features for a task (docs/method.md section 6).
 
 Reads train/val/test feature tables, searches the logistic regression's C, and writes a JSON
 report, the test predictions (parquet) and the model (npz). On any error nothing is written.
+The task is a paper task (``--task 2``) or any label column (``--label COLUMN [--kind ...]``).
 """
 
 from __future__ import annotations
@@ -10,16 +11,13 @@ import argparse
 import contextlib
 import json
 import logging
-import platform
 import sys
 from collections.abc import Sequence
-from importlib import metadata
 
 import _cli
 
-import fmcib_core
+from fmcib_core._version import software_versions
 from fmcib_core.eval import (
-    TASK_LABELS,
     LinearEvalError,
     fit_linear_eval,
     labels_from_table,
@@ -36,7 +34,7 @@ PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna", "lifelines", "torch")
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", type=int, choices=sorted(TASK_LABELS), required=True)
+    _cli.add_task_arguments(parser)
     parser.add_argument("--train", required=True, help="train feature table (parquet/csv)")
     parser.add_argument("--val", help="validation feature table; without it C is chosen by CV")
     parser.add_argument("--test", required=True, help="test feature table")
@@ -44,12 +42,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-json", required=True)
     parser.add_argument("--out-predictions", required=True, help="test predictions (parquet)")
     parser.add_argument("--out-model", required=True, help="linear model (.npz)")
-    parser.add_argument("--trials", type=int, default=300, help="Optuna trials (paper: 300)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cv-folds", type=int, default=10, help="CV folds when --val is absent")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    parser.add_argument("--trials", type=int, required=True, help="Optuna trials (paper: 300)")
+    parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--cv-folds", type=int, required=True, help="CV folds when --val is absent")
+    parser.add_argument("--bootstrap", type=int, required=True, help="bootstrap resamples for CIs")
     parser.add_argument("-v", "--verbose", action="store_true")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.task = _cli.task_from_args(parser, args)
+    return args
 
 
 def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
@@ -68,16 +68,6 @@ def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
     if problems:
         raise LinearEvalError("\n".join(problems))
     return splits
-
-
-def software_versions() -> dict[str, str | None]:
-    versions = {"python": platform.python_version(), "fmcib_core": fmcib_core.__version__}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    return versions
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,12 +89,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         predictions = prediction_table(test_table, result, source=args.test)
         report = {
-            "task": args.task,
-            "label": TASK_LABELS[args.task],
+            "task": args.task.id,
+            "label": args.task.label_column,
             "feature_source": args.source,
             "inputs": {"train": args.train, "val": args.val, "test": args.test},
             **result.summary(),
-            "versions": software_versions(),
+            "versions": software_versions(PACKAGES),
         }
         outputs = (args.out_json, args.out_predictions, args.out_model)
         with contextlib.ExitStack() as stack:
@@ -117,7 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, unwritable paths
         _cli.log_problems(log, err)
         return 1
-    log.info("task %d: %s", args.task, json.dumps(report["test_metrics"]))
+    log.info("task %s: %s", args.task.id, json.dumps(report["test_metrics"]))
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from _cli import setup_logging
 
-from fmcib_core.data.synthetic import SCALES, make_demo_dataset
+from fmcib_core.demo import SCALES, make_demo_dataset
 from fmcib_core.io.atomic import atomic_path
 
 log = logging.getLogger("make_demo_data")

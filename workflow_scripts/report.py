@@ -1,7 +1,7 @@
 """Build the HTML report: result table with CIs, ROC curves, SSL curves, patch previews, config.
 
 Usage: python workflow_scripts/report.py --linear-eval J [J ...] --finetune [M ...]
-    [--ssl-log CSV] --preview-table TABLE --patch-size N --config-json JSON --out HTML [-v]
+    [--ssl-log CSV] [--preview-table TABLE] --patch-size N --config-json JSON --out HTML [-v]
 
 Every input is read before anything is written; on any error the problems are logged, the exit
 status is 1 and no report is written.
@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import _cli
 
-from fmcib_core.eval.report import build_report
 from fmcib_core.io.atomic import atomic_path
+from fmcib_core.report import build_report
 
 log = logging.getLogger("report")
 
@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--finetune", nargs="*", default=[], metavar="JSON", help="fine-tuning metrics.json files"
     )
     parser.add_argument("--ssl-log", help="SSL training log (CSV); absent with published weights")
-    parser.add_argument("--preview-table", required=True, help="lesion table to preview patches of")
+    parser.add_argument("--preview-table", help="lesion table to preview patches of (optional)")
     parser.add_argument("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
     parser.add_argument("--config-json", required=True, help="the workflow config, as JSON")
     parser.add_argument("--out", required=True, help="the HTML report to write")

@@ -1,6 +1,8 @@
-"""Pure functions from the (validated) workflow config to table paths, inputs and target lists.
+"""Pure functions from the (validated) workflow config to rule inputs, options and targets.
 
-The rule files call these; they are plain Python so that tests can check them without Snakemake.
+The rule files call these (with :mod:`workflow_scripts.config_tables` and
+:mod:`workflow_scripts.rule_args`); they are plain Python so
+that tests can check them without Snakemake.
 """
 
 from __future__ import annotations
@@ -9,64 +11,33 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fmcib_core.tasks import TASKS
+from workflow_scripts.config_tables import configured_tasks, table_paths, task_splits
+
 __all__ = [
     "FEATURE_DIRS",
     "LINEAR_EVAL_NAMES",
-    "SPLITS",
-    "TASK_LABELS",
+    "PRETRAINED",
+    "SUPERVISED_WEIGHTS",
     "all_targets",
-    "cli_flags",
-    "demo_tables",
     "feature_dirs",
+    "feature_source",
+    "features_of",
     "finetune_inits",
     "foundation_source",
     "foundation_weights",
     "missing_tables",
-    "table_labels",
-    "table_paths",
-    "task_splits",
 ]
 
-TASK_LABELS = {1: "Coarse_lesion_type", 2: "malignancy", 3: "survival"}
-SPLITS = ("train", "val", "test")
 # Output folder of each feature source and the linear-evaluation file name made from it.
 FEATURE_DIRS = {"foundation": "features", "random-init": "features_random-init"}
 LINEAR_EVAL_NAMES = {"features": "linear_eval", "features_random-init": "linear_eval_random-init"}
 PRETRAINED = "results/pretrain/model_weights.torch"
+# The `supervised` initialisation: the backbone of the first paper task's random-init model.
+SUPERVISED_SOURCE = TASKS[1]
+SUPERVISED_WEIGHTS = f"results/{SUPERVISED_SOURCE.key}/finetune_random/model_weights.torch"
 
 Config = Mapping[str, Any]
-
-
-def table_paths(config: Config) -> dict[str, str]:
-    """Every configured table as ``{key: path}``; keys ``pretrain`` and ``task{N}_{split}``."""
-    tables = config["tables"]
-    out = {}
-    if tables.get("pretrain"):
-        out["pretrain"] = tables["pretrain"]
-    for task in TASK_LABELS:
-        for split, path in (tables.get(f"task{task}") or {}).items():
-            out[f"task{task}_{split}"] = path
-    return out
-
-
-def table_labels(key: str) -> list[str]:
-    """Label columns a table must hold valid values in (none for the pretraining table)."""
-    if key == "pretrain":
-        return []
-    task = int(key.split("_", 1)[0].removeprefix("task"))
-    return [TASK_LABELS[task]]
-
-
-def demo_tables(out_dir: str) -> list[str]:
-    """The tables the demo rule writes into ``out_dir``: pretrain and task{N}_{split}."""
-    names = ["pretrain"] + [f"task{t}_{s}" for t in TASK_LABELS for s in SPLITS]
-    return [str(Path(out_dir) / f"{name}.csv") for name in names]
-
-
-def task_splits(config: Config, task: int) -> list[str]:
-    """The splits configured for a task, in train, val, test order."""
-    tables = config["tables"].get(f"task{task}") or {}
-    return [split for split in SPLITS if split in tables]
 
 
 def foundation_weights(config: Config) -> str:
@@ -79,10 +50,23 @@ def foundation_source(config: Config) -> str:
     return "published" if config.get("pretrained_weights") else "foundation"
 
 
-def finetune_inits(config: Config, task: int) -> list[str]:
+def features_of(linear_eval_name: str) -> str:
+    """The feature folder a linear evaluation reads (``linear_eval_random-init`` -> its folder)."""
+    return {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}[linear_eval_name]
+
+
+def feature_source(config: Config, folder: str) -> str:
+    """The ``--source`` of a feature folder's linear evaluation."""
+    return foundation_source(config) if folder == FEATURE_DIRS["foundation"] else "random-init"
+
+
+def finetune_inits(config: Config, task_key: str) -> list[str]:
     """Valid initialisations for a task: ``supervised`` needs Task 1's random-init model."""
+    task = configured_tasks(config)[task_key]
+    source = SUPERVISED_SOURCE.key
+    has_source = source in configured_tasks(config) and task_splits(config, source)
     inits = list(config["finetune"]["inits"])
-    if task == 1 or 1 not in config["tasks"] or not task_splits(config, 1):
+    if not task.supervised_init or not has_source:
         inits = [init for init in inits if init != "supervised"]
     return inits
 
@@ -95,53 +79,45 @@ def feature_dirs(config: Config) -> list[str]:
     return dirs
 
 
-def missing_tables(config: Config, needed_tasks: list[int] | None = None) -> list[str]:
-    """Config keys whose table file is absent (ignoring tables the demo rule will make)."""
+def all_targets(config: Config) -> list[str]:
+    """Every final output of `rule all`."""
+    targets = [f"results/validation/{key}.json" for key in table_paths(config)]
+    if not config.get("pretrained_weights"):
+        targets.append(PRETRAINED)
+    for key in configured_tasks(config):
+        base = f"results/{key}"
+        targets += [f"{base}/finetune_{init}/metrics.json" for init in finetune_inits(config, key)]
+        for folder in feature_dirs(config):
+            targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
+            targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
+    targets.append("results/report/report.html")
+    return targets
+
+
+def _dotted(config: Config, table_key: str) -> str:
+    if table_key == "pretrain":
+        return "tables.pretrain"
+    task_key, split = table_key.rsplit("_", 1)
+    if task_key in (config.get("custom_tasks") or {}):
+        return f"custom_tasks.{task_key}.tables.{split}"
+    return f"tables.{task_key}.{split}"
+
+
+def missing_tables(config: Config) -> list[str]:
+    """Config keys of needed tables whose file is absent (ignoring tables the demo rule makes)."""
     demo = config.get("demo")
     demo_dir = Path(demo["out_dir"]) if demo else None
-    tasks = config["tasks"] if needed_tasks is None else needed_tasks
+    tasks = configured_tasks(config)
     missing = []
     for key, path in table_paths(config).items():
-        if key != "pretrain" and int(key[4]) not in tasks:
+        if key != "pretrain" and key.rsplit("_", 1)[0] not in tasks:
             continue
         if key == "pretrain" and config.get("pretrained_weights"):
             continue
         if demo_dir is not None and Path(path).parent == demo_dir:
             continue
         if not Path(path).is_file():
-            dotted = (
-                f"tables.{key.replace('_', '.', 1)}" if key != "pretrain" else "tables.pretrain"
-            )
-            missing.append(f"{dotted} ({path})")
+            missing.append(f"{_dotted(config, key)} ({path})")
     if not config.get("pretrained_weights") and "pretrain" not in table_paths(config):
         missing.append("tables.pretrain (or set pretrained_weights)")
     return missing
-
-
-def all_targets(config: Config) -> list[str]:
-    """Every final output of `rule all`."""
-    targets = [f"results/validation/{key}.json" for key in table_paths(config)]
-    if not config.get("pretrained_weights"):
-        targets.append(PRETRAINED)
-    for task in config["tasks"]:
-        base = f"results/task{task}"
-        targets += [f"{base}/finetune_{init}/metrics.json" for init in finetune_inits(config, task)]
-        for folder in feature_dirs(config):
-            targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, task)]
-            targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
-    targets.append("results/report/report.html")
-    return targets
-
-
-def cli_flags(options: Mapping[str, Any]) -> str:
-    """Command-line flags from ``{key: value}``: ``--key-name value``; None is left out.
-
-    A True boolean becomes a bare flag and False is left out, so script defaults stay in force.
-    """
-    flags = []
-    for key, value in options.items():
-        flag = "--" + key.replace("_", "-")
-        if value is None or value is False:
-            continue
-        flags.append(flag if value is True else f"{flag} {value}")
-    return " ".join(flags)

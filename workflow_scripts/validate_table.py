@@ -19,6 +19,7 @@ from pathlib import Path
 from _cli import log_problems, setup_logging
 
 from fmcib_core.io import LABEL_SPECS, TableError, atomic_path, validate_table
+from fmcib_core.io.tables import check_label_names
 
 log = logging.getLogger("validate_table")
 
@@ -30,14 +31,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--labels",
         nargs="+",
         default=[],
-        choices=sorted(LABEL_SPECS),
         metavar="COLUMN",
-        help=f"label columns to check; any of {', '.join(sorted(LABEL_SPECS))}",
+        help=f"label columns to check: any of {', '.join(sorted(LABEL_SPECS))}, or COLUMN=K for "
+        "a label of your own with classes 0..K-1",
     )
     parser.add_argument("--report", type=Path, help="write the validation report here (JSON)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        check_label_names(args.labels)
+    except ValueError as err:  # an unknown label name: a usage error
+        parser.error(str(err))
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -52,6 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_problems(log, err)
         log.error("%s: validation failed; fix the problems above", args.table)
         return 1
+
     log.info(
         "%s: %d rows, %d images, labels %s, %d warnings",
         args.table,

@@ -1,4 +1,4 @@
-"""Labelled patches for supervised training (METHOD.md section 5): a patch cache and a dataset.
+"""Labelled patches for supervised training (docs/method.md section 5): a patch cache and a dataset.
 
 The patches of a table split are sampled once with :func:`~fmcib_core.data.patches.iter_patches`
 into an uncompressed ``.npy`` file in the run's work folder; the dataset memory-maps it, so an
@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 from fmcib_core.data.patches import iter_patches
 from fmcib_core.data.seeding import worker_init_fn
 from fmcib_core.io.atomic import atomic_path
-from fmcib_core.io.tables import COORD_COLUMNS, LABEL_SPECS
+from fmcib_core.io.tables import COORD_COLUMNS, LABEL_SPECS, LabelSpec
 
 __all__ = ["LabelError", "LabelledPatches", "cache_patches", "labelled_loader", "read_labels"]
 
@@ -39,22 +39,28 @@ class LabelError(ValueError):
 
 
 def read_labels(
-    table: pd.DataFrame, column: str, *, source: str, min_classes: int = 2
+    table: pd.DataFrame,
+    column: str,
+    *,
+    source: str,
+    min_classes: int = 2,
+    spec: LabelSpec | None = None,
 ) -> np.ndarray:
-    """Return the label column as int64 after checking it against ``LABEL_SPECS``.
+    """Return the label column as int64 after checking it against its allowed values.
 
     Args:
         table: the split's lesion table.
-        column: the task's label column (a class label of ``LABEL_SPECS``).
+        column: the task's label column (a class label of ``LABEL_SPECS`` unless ``spec``).
         source: the table's name in messages (its path).
         min_classes: the fewest distinct labels the split must hold.
+        spec: the allowed values of a custom task's label (``fmcib_core.io.task_label``).
 
     Raises:
         LabelError: the column is missing, a cell is empty or out of range, or the split holds
             fewer than ``min_classes`` classes.
         ValueError: ``column`` is not a class label (e.g. ``survival_time``).
     """
-    spec = LABEL_SPECS.get(column)
+    spec = spec or LABEL_SPECS.get(column)
     if spec is None or spec.values is None:
         raise ValueError(f"'{column}' is not a class label of LABEL_SPECS")
     if column not in table.columns:

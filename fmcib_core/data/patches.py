@@ -1,11 +1,11 @@
 """From a seed point to a patch: the one sampling function shared by training and inference.
 
-The patch is the window of METHOD section 2: the volume resampled onto an axis-aligned 1 mm grid
-built in RAS terms from the 8 corner voxel centres, oriented LPS, cropped around the truncated seed
-index and padded symmetrically. Only the window's points are sampled (trilinear, from the original
-voxels, blending with -1024 HU outside the box of voxel centres); the whole grid is never built.
-Axis-aligned volumes (any signed permutation of the axes, the usual case) are interpolated one
-axis at a time; oblique ones with ``scipy.ndimage.map_coordinates`` on the needed sub-block.
+The patch is the window of docs/method.md section 2: the volume resampled onto an axis-aligned 1 mm
+grid built in RAS terms from the 8 corner voxel centres, oriented LPS, cropped around the truncated
+seed index and padded symmetrically. Only the window's points are sampled (trilinear, from the
+original voxels, blending with -1024 HU outside the box of voxel centres); the whole grid is never
+built. Axis-aligned volumes (any signed permutation of the axes, the usual case) are interpolated
+one axis at a time; oblique ones with ``scipy.ndimage.map_coordinates`` on the needed sub-block.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def normalise_hu(hu: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class GridGeometry:
-    """The scan's 1 mm resampling grid (METHOD 2.2-2.3); every array is in (x, y, z) order.
+    """The scan's 1 mm resampling grid (docs/method.md 2.2-2.3); every array is in (x, y, z) order.
 
     Attributes:
         lo: the grid's first point in RAS mm (per-axis minimum over the 8 corner voxel centres).
@@ -182,7 +182,7 @@ def _sample_oblique(
 
 
 def sample_patch(volume: Volume, seed_lps: np.ndarray, size: int = 50) -> np.ndarray:
-    """The ``size``^3 mm patch around a seed point (METHOD section 2).
+    """The ``size``^3 mm patch around a seed point (docs/method.md section 2).
 
     Args:
         volume: the CT volume (HU).

@@ -1,8 +1,8 @@
 """Pretraining data: a table's volumes cached once, and the (p1, p2, n1, n2) dataset over them.
 
-METHOD.md section 4. An item is the lesion patch and a negative patch (a uniformly random window
-of the same scan's 1 mm grid), both sampled with :func:`fmcib_core.data.patches.sample_patch`,
-each augmented twice independently.
+docs/method.md section 4. An item is the lesion patch and a negative patch (a uniformly random
+window of the same scan's 1 mm grid), both sampled with
+:func:`fmcib_core.data.patches.sample_patch`, each augmented twice independently.
 
 The volume cache of a table is a folder::
 

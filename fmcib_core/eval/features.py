@@ -1,4 +1,4 @@
-"""Frozen-backbone features of lesion patches (METHOD.md section 6).
+"""Frozen-backbone features of lesion patches (docs/method.md section 6).
 
 The backbone runs in eval mode under ``torch.inference_mode`` on batches of patches streamed from
 :func:`fmcib_core.data.patches.iter_patches` (each image read once, one volume and one batch in

@@ -11,14 +11,17 @@ from fmcib_core.io.features import (
     write_features,
 )
 from fmcib_core.io.images import ImageReadError, read_image
+from fmcib_core.io.predictions import probability_columns, with_probabilities
 from fmcib_core.io.tables import (
     COORD_COLUMNS,
     LABEL_SPECS,
     REQUIRED_COLUMNS,
     LabelSpec,
     TableError,
+    class_label,
     read_table,
     resolve_image_paths,
+    task_label,
 )
 from fmcib_core.io.validate import ValidationReport, validate_table
 from fmcib_core.io.weights import (
@@ -45,11 +48,15 @@ __all__ = [
     "WeightsError",
     "WeightsFile",
     "atomic_path",
+    "class_label",
     "load_into",
     "load_weights",
+    "probability_columns",
     "read_image",
     "read_table",
     "resolve_image_paths",
     "save_fmcib_weights",
+    "task_label",
     "validate_table",
+    "with_probabilities",
 ]

@@ -1,8 +1,8 @@
 """Feature tables: a lesion table with one float32 column per backbone feature.
 
 A feature table holds the input table's columns unchanged, followed by ``pred_0`` ...
-``pred_{F-1}`` (METHOD section 6). The feature columns are found by counting the columns named
-with :data:`FEATURE_PREFIX` and comparing them with the names that count implies, never by
+``pred_{F-1}`` (docs/method.md section 6). The feature columns are found by counting the columns
+named with :data:`FEATURE_PREFIX` and comparing them with the names that count implies, never by
 pattern matching, so that a gap, a duplicate or a stray ``pred_`` column is an error.
 """
 

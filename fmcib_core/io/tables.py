@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from fmcib_core.tasks import SURVIVAL_COLUMNS, TASKS, Task
 
 __all__ = [
     "COORD_COLUMNS",
@@ -17,6 +19,8 @@ __all__ = [
     "Problem",
     "TableError",
     "check_label_names",
+    "class_label",
+    "task_label",
     "check_table",
     "find_duplicate_rows",
     "read_table",
@@ -55,15 +59,32 @@ class LabelSpec:
         return self.minimum is None or value >= self.minimum
 
 
-LABEL_SPECS: dict[str, LabelSpec] = {
-    "Coarse_lesion_type": LabelSpec(
-        "an integer 0..7 (DeepLesion's coarse lesion type minus one)", values=tuple(range(8))
-    ),
-    "malignancy": LabelSpec("0 or 1", values=(0, 1)),
-    "survival": LabelSpec("0 or 1 (alive at 2 years)", values=(0, 1)),
-    "survival_time": LabelSpec("a number of days >= 0", minimum=0.0, companion_of="survival"),
-    "event": LabelSpec("0 or 1", values=(0, 1), companion_of="survival"),
-}
+def class_label(n_classes: int, rule: str | None = None) -> LabelSpec:
+    """A class label with values ``0 .. n_classes - 1``, described by ``rule``."""
+    default = "0 or 1" if n_classes == 2 else f"an integer 0..{n_classes - 1}"
+    return LabelSpec(rule or default, values=tuple(range(n_classes)))
+
+
+def task_label(task: Task) -> LabelSpec:
+    """The allowed values of a task's label column: its classes ``0 .. n_classes - 1``."""
+    return class_label(task.n_classes, task.label_rule)
+
+
+def _task_label_specs() -> dict[str, LabelSpec]:
+    specs = {}
+    for task in TASKS.values():
+        specs[task.label_column] = task_label(task)
+        if task.survival:
+            time, event = SURVIVAL_COLUMNS
+            specs[time] = LabelSpec(
+                "a number of days >= 0", minimum=0.0, companion_of=task.label_column
+            )
+            specs[event] = LabelSpec("0 or 1", values=(0, 1), companion_of=task.label_column)
+    return specs
+
+
+LABEL_SPECS: dict[str, LabelSpec] = _task_label_specs()
+"""Label columns of the paper's tasks (and Task 3's survival columns) -> their allowed values."""
 
 
 @dataclass(frozen=True)
@@ -158,27 +179,40 @@ def _check_label(table: pd.DataFrame, column: str, spec: LabelSpec) -> list[Prob
     return sorted(problems, key=lambda p: p.row or 0)
 
 
-def _label_columns(table: pd.DataFrame, labels: Sequence[str]) -> list[str]:
+def _label_columns(table: pd.DataFrame, labels: Mapping[str, LabelSpec]) -> dict[str, LabelSpec]:
     """The requested labels plus the present companions of requested labels."""
-    companions = [
-        name
+    companions = {
+        name: spec
         for name, spec in LABEL_SPECS.items()
         if spec.companion_of in labels and name in table and name not in labels
-    ]
-    return [*labels, *companions]
+    }
+    return {**labels, **companions}
 
 
-def check_label_names(labels: Iterable[str]) -> tuple[str, ...]:
-    """Return ``labels`` as a tuple after checking that each has an entry in ``LABEL_SPECS``.
+def check_label_names(labels: Iterable[str]) -> dict[str, LabelSpec]:
+    """Each requested label's allowed values, in request order.
+
+    A label is a column of ``LABEL_SPECS`` (the paper's tasks), or ``COLUMN=K`` for a class label
+    of the user's own with values ``0 .. K-1`` (a custom task; K >= 2).
 
     Raises:
-        ValueError: a label has no known range.
+        ValueError: a label has no known range, or a bad ``K``.
     """
-    labels = tuple(labels)
-    unknown = [name for name in labels if name not in LABEL_SPECS]
+    specs, unknown = {}, []
+    for name in labels:
+        column, sep, count = name.partition("=")
+        if sep and count.isdigit() and int(count) >= 2 and column:
+            specs[column] = class_label(int(count))
+        elif name in LABEL_SPECS:
+            specs[name] = LABEL_SPECS[name]
+        else:
+            unknown.append(name)
     if unknown:
-        raise ValueError(f"unknown label(s) {unknown}; use one of {sorted(LABEL_SPECS)}")
-    return labels
+        raise ValueError(
+            f"unknown label(s) {unknown}; use one of {sorted(LABEL_SPECS)} or COLUMN=K "
+            "(a class label with values 0..K-1, K >= 2)"
+        )
+    return specs
 
 
 def check_table(table: pd.DataFrame, labels: Sequence[str] = ()) -> list[Problem]:
@@ -199,14 +233,14 @@ def check_table(table: pd.DataFrame, labels: Sequence[str] = ()) -> list[Problem
     Raises:
         ValueError: a requested label is not in ``LABEL_SPECS``.
     """
-    labels = check_label_names(labels)
+    labels = _label_columns(table, check_label_names(labels))
     problems = []
     if table.empty:
         problems.append(Problem("table has no rows; add at least one lesion"))
     for column in REQUIRED_COLUMNS:
         if column not in table:
             problems.append(Problem("required column is missing; add it", column=column))
-    for column in _label_columns(table, labels):
+    for column in labels:
         if column not in table:
             problems.append(
                 Problem(
@@ -216,9 +250,9 @@ def check_table(table: pd.DataFrame, labels: Sequence[str] = ()) -> list[Problem
     if "image_path" in table:
         problems += _check_image_paths(table)
     problems += _check_coordinates(table)
-    for column in _label_columns(table, labels):
+    for column, spec in labels.items():
         if column in table:
-            problems += _check_label(table, column, LABEL_SPECS[column])
+            problems += _check_label(table, column, spec)
     return problems
 
 

@@ -1,4 +1,4 @@
-"""Validating a lesion table before any GPU time is spent (METHOD section 1)."""
+"""Validating a lesion table before any GPU time is spent (docs/method.md section 1)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import math
 import struct
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ from tqdm import tqdm
 from fmcib_core.io.images import ImageReadError, read_image
 from fmcib_core.io.tables import (
     COORD_COLUMNS,
-    LABEL_SPECS,
+    LabelSpec,
     Problem,
     TableError,
     check_label_names,
@@ -203,10 +203,12 @@ def _seeds(table: pd.DataFrame) -> np.ndarray | None:
     return np.column_stack(columns)
 
 
-def _label_counts(table: pd.DataFrame, labels: Iterable[str]) -> dict[str, dict[str, int]]:
+def _label_counts(
+    table: pd.DataFrame, labels: Mapping[str, LabelSpec]
+) -> dict[str, dict[str, int]]:
     counts = {}
-    for name in labels:
-        if LABEL_SPECS[name].values is not None:
+    for name, spec in labels.items():
+        if spec.values is not None:
             values = pd.to_numeric(table[name]).astype(int).value_counts().sort_index()
             counts[name] = {str(value): int(n) for value, n in values.items()}
     return counts
@@ -224,7 +226,8 @@ def validate_table(
 
     Args:
         path: the table (``.csv`` or ``.parquet``).
-        labels: label columns the caller's rule uses (keys of ``LABEL_SPECS``).
+        labels: label columns the caller's rule uses: keys of ``LABEL_SPECS``, or ``COLUMN=K``
+            for a custom task's class label with values 0..K-1.
         progress: show a progress bar over the images.
 
     Returns:
@@ -236,7 +239,8 @@ def validate_table(
             1-based data row; whole-table problems leave out row and column).
         ValueError: a requested label is not in ``LABEL_SPECS``.
     """
-    labels = check_label_names(labels)
+    labels = list(labels)
+    specs = check_label_names(labels)
     path = Path(path)
     table = read_table(path)
     problems = check_table(table, labels)
@@ -254,7 +258,7 @@ def validate_table(
         table=str(path),
         n_rows=len(table),
         n_images=len(groups),
-        labels=list(labels),
-        label_counts=_label_counts(table, labels),
+        labels=list(specs),
+        label_counts=_label_counts(table, specs),
         warnings=warnings,
     )

@@ -1,9 +1,10 @@
 """FMCIB weights files: write the published format, read it and our own checkpoints, load strictly.
 
-METHOD.md section 3. A weights file is a ``torch.save``d dict whose key ``trunk_state_dict`` holds
-the backbone's state dict with plain MONAI keys, and, for fine-tuned models, ``head_state_dict``.
-Files are always read with ``weights_only=True`` (a file can hold tensors, never code) and loaded
-strictly: a missing, unexpected or wrongly shaped key is an error that names the keys.
+docs/method.md section 3. A weights file is a ``torch.save``d dict whose key ``trunk_state_dict``
+holds the backbone's state dict with plain MONAI keys, and, for fine-tuned models,
+``head_state_dict``. Files are always read with ``weights_only=True`` (a file can hold tensors,
+never code) and loaded strictly: a missing, unexpected or wrongly shaped key is an error that names
+the keys.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Contrastive losses of the self-supervised pretraining (METHOD.md section 4)."""
+"""Contrastive losses of the self-supervised pretraining (docs/method.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contrastive losses of FMCIB pretraining (METHOD.md section 4).
+"""Contrastive losses of FMCIB pretraining (docs/method.md section 4).
 
 Pai et al. 2024 ("Foundation model for cancer imaging biomarkers") modify SimCLR (Chen et al.
 2020) with explicit negatives: for every lesion, a patch from a random position of the same scan.

@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 from fmcib_core.models.backbone import BACKBONES, backbone_output_dim, build_backbone
-from fmcib_core.models.heads import (
-    TASKS,
-    FMCIBModel,
-    TaskSpec,
-    mlp_head,
-    projection_head,
-    task_head,
-)
+from fmcib_core.models.heads import FMCIBModel, mlp_head, projection_head, task_head
 
 __all__ = [
     "BACKBONES",
-    "TASKS",
     "FMCIBModel",
-    "TaskSpec",
     "backbone_output_dim",
     "build_backbone",
     "mlp_head",

@@ -1,4 +1,4 @@
-"""The FMCIB backbone: a named family of MONAI 3D ResNets without classifier (METHOD.md sec. 3).
+"""The FMCIB backbone: a family of MONAI 3D ResNets without classifier (docs/method.md section 3).
 
 ``resnet50x2`` is the paper's trunk (184,477,824 parameters, 4096 features). The smaller members
 share its layout (1 input channel, 7^3 first conv with stride 2 on every axis, max-pool, shortcut

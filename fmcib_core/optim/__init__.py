@@ -1,4 +1,4 @@
-"""Optimisation of the pretraining: LARS and the per-step cosine schedule (METHOD.md section 4)."""
+"""Optimisation of the pretraining: LARS and the per-step cosine schedule (docs/method.md 4)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """LARS, layer-wise adaptive rate scaling (You, Gitman and Ginsburg 2017), as FMCIB pretrains.
 
-METHOD.md section 4: applied to every parameter, biases and batch norms included.
+docs/method.md section 4: applied to every parameter, biases and batch norms included.
 """
 
 from __future__ import annotations

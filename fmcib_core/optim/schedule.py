@@ -1,4 +1,4 @@
-"""Learning rate and its schedule for pretraining, computed in code (METHOD.md section 4)."""
+"""Learning rate and its schedule for pretraining, computed in code (docs/method.md section 4)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Self-supervised pretraining as a LightningModule: modified SimCLR with explicit negatives.
 
 Pai et al., "Foundation model for cancer imaging biomarkers", Nature Machine Intelligence 2024
-(METHOD.md section 4), building on SimCLR (Chen et al. 2020). The module is handed its parts
+(docs/method.md section 4), building on SimCLR (Chen et al. 2020). The module is handed its parts
 (backbone, projection head, loss, optimiser and scheduler factories) and holds no configuration.
 """
 

@@ -40,6 +40,7 @@ __all__ = [
     "SIGNATURE_FILE",
     "build_trainer",
     "last_checkpoint",
+    "read_csv_logs",
     "read_step_metrics",
     "resume_checkpoint",
 ]
@@ -212,6 +213,20 @@ def _changed_keys(recorded: dict[str, Any] | None, wanted: dict[str, Any]) -> st
     return "changed: " + ", ".join(keys)
 
 
+def read_csv_logs(work_dir: str | Path, needed: str) -> list[pd.DataFrame]:
+    """Every ``logs/csv/version_N/metrics.csv`` of a run (one per restart), in version order.
+
+    Raises:
+        FileNotFoundError: the run has no CSV metrics; the message asks whether it did what
+            ``needed`` says (e.g. "take a step").
+    """
+    root = Path(work_dir) / LOG_DIR / _CSV_NAME
+    files = sorted(root.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
+    if not files:
+        raise FileNotFoundError(f"{root}: no metrics.csv; did the run {needed}?")
+    return [pd.read_csv(f) for f in files]
+
+
 def read_step_metrics(work_dir: str | Path, columns: Iterable[str]) -> pd.DataFrame:
     """Per-step metrics of a run, across restarts, from its CSV logs.
 
@@ -226,11 +241,7 @@ def read_step_metrics(work_dir: str | Path, columns: Iterable[str]) -> pd.DataFr
         FileNotFoundError: the run has no CSV metrics.
     """
     columns = list(columns)
-    root = Path(work_dir) / LOG_DIR / _CSV_NAME
-    files = sorted(root.glob("version_*/metrics.csv"), key=lambda p: int(p.parent.name[8:]))
-    if not files:
-        raise FileNotFoundError(f"{root}: no metrics.csv; did the run take a step?")
-    frames = [pd.read_csv(f) for f in files]
+    frames = read_csv_logs(work_dir, "take a step")
     frames = [f[["step", "epoch", *columns]] for f in frames if set(columns) <= set(f.columns)]
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in ["step", "epoch", *columns]})

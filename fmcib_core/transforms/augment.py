@@ -33,7 +33,7 @@ SMOOTH_SIGMA = (0.25, 1.5)
 class RandResizedCrop3d(RandomizableTransform):
     """Crop a random cube-shaped sub-box and resize it back to the input's shape (trilinear).
 
-    The side fraction ``s ~ U(scale)`` is the same on every axis (METHOD.md section 4), the
+    The side fraction ``s ~ U(scale)`` is the same on every axis (docs/method.md section 4), the
     position is uniform among the positions where the box fits. Always applied.
 
     Args:
@@ -69,7 +69,7 @@ class RandResizedCrop3d(RandomizableTransform):
 
 
 def ssl_view_transform() -> Compose:
-    """One augmented view for self-supervised pretraining (METHOD.md section 4).
+    """One augmented view for self-supervised pretraining (docs/method.md section 4).
 
     Random resized crop (always), flip along one random axis (p 0.5), histogram shift with 10
     control points (p 0.5), Gaussian smoothing with sigma per axis ~ U(0.25, 1.5) voxels (p 0.5),
@@ -89,7 +89,7 @@ def ssl_view_transform() -> Compose:
 
 
 def supervised_train_transform(max_shift: int = 10) -> Compose:
-    """Training augmentation of the supervised tasks (METHOD.md section 5).
+    """Training augmentation of the supervised tasks (docs/method.md section 5).
 
     Gaussian smoothing (p 0.5, sigma ~ U(0.25, 1.5)), translation up to ``max_shift`` voxels per
     axis filled with 0 (p 0.5), flip along one random axis (p 0.5), rotation by a random multiple

@@ -1,4 +1,4 @@
-"""Seed-point patches against an independent whole-volume implementation of METHOD section 2."""
+"""Seed-point patches against an independent whole-volume implementation of docs/method.md 2."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from fmcib_core.data.volume import Volume
 TOLERANCE = 1e-5
 
 
-# --- the oracle: the published recipe, whole volume, written from METHOD 2 only ----------------
+# --- the oracle: the published recipe, whole volume, written from docs/method.md section 2 only ---
 
 
 def trilinear_zero_padded(values: np.ndarray, index_zyx: np.ndarray) -> np.ndarray:

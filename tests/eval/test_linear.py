@@ -9,7 +9,6 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from fmcib_core.eval.linear import (
-    TASK_LABELS,
     LinearEvalError,
     LinearModel,
     fit_linear_eval,
@@ -29,10 +28,6 @@ def blobs(n: int, seed: int, *, classes: int = 2, width: int = 6, shift: float =
     X = rng.normal(size=(n, width)).astype(np.float32)
     X[np.arange(n), y] += shift
     return X, y
-
-
-def test_task_labels_follow_the_method():
-    assert TASK_LABELS == {1: "Coarse_lesion_type", 2: "malignancy", 3: "survival"}
 
 
 @pytest.mark.parametrize("with_val", [True, False], ids=["val", "cv"])

@@ -75,7 +75,7 @@ def test_label_specs():
 
 
 def test_check_label_names():
-    assert check_label_names(["malignancy"]) == ("malignancy",)
+    assert tuple(check_label_names(["malignancy"])) == ("malignancy",)
     with pytest.raises(ValueError, match=r"unknown label\(s\) \['Malignancy'\]; use one of"):
         check_label_names(["Malignancy"])
 

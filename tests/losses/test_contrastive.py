@@ -1,4 +1,4 @@
-"""Contrastive losses against their METHOD.md formulas, analytic values, and DDP equivalence."""
+"""Contrastive losses against their formulas in docs/method.md, analytic values, DDP equivalence."""
 
 from __future__ import annotations
 

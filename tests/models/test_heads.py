@@ -1,4 +1,4 @@
-"""Heads: layer sizes of METHOD.md sections 4-5, ReLU placement, the task table, the full model."""
+"""Heads: layer sizes of docs/method.md sections 4-5, ReLU placement, the full model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import torch
 from torch import nn
 
 from fmcib_core.models import (
-    TASKS,
     FMCIBModel,
     build_backbone,
     mlp_head,
@@ -59,12 +58,7 @@ def test_mlp_head_rejects_bad_sizes(dims: list[int]) -> None:
         mlp_head(dims)
 
 
-def test_task_table() -> None:
-    assert {t: (s.label_column, s.n_outputs, s.loss) for t, s in TASKS.items()} == {
-        1: ("Coarse_lesion_type", 8, "ce"),
-        2: ("malignancy", 1, "bce"),
-        3: ("survival", 1, "bce"),
-    }
+def test_unknown_task_has_no_head() -> None:
     with pytest.raises(ValueError, match="unknown task 4"):
         task_head(4)
 

@@ -1,4 +1,4 @@
-"""LARS against METHOD.md section 4's update rule written out step by step."""
+"""LARS against docs/method.md section 4's update rule written out step by step."""
 
 from __future__ import annotations
 

@@ -13,9 +13,9 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from fmcib_core.eval import mean_average_precision, roc_auc
 from fmcib_core.io import WeightsError, load_weights, save_fmcib_weights
 from fmcib_core.models import backbone_output_dim, build_backbone, task_head
+from fmcib_core.tasks import TASKS
 from fmcib_core.train import supervised as sv
 
 BACKBONE = "resnet10_w025"
@@ -37,9 +37,10 @@ def module(task: int, lr: float = 1e-3, seed: int = 0) -> sv.SupervisedModule:
 def easy_set(task: int, n: int = 16, seed: int = 0) -> TensorDataset:
     """Patches whose brightness is the label: any model should learn it in a few steps."""
     g = torch.Generator().manual_seed(seed)
-    y = torch.arange(n) % (8 if task == 1 else 2)
+    multiclass = TASKS[task].multiclass
+    y = torch.arange(n) % TASKS[task].n_classes
     x = 0.1 * torch.rand(n, 1, SIZE, SIZE, SIZE, generator=g) + 0.2 * y.view(-1, 1, 1, 1, 1)
-    return TensorDataset(x, y if task == 1 else y.float())
+    return TensorDataset(x, y if multiclass else y.float())
 
 
 def trainer(tmp_path: Path, epochs: int, **kwargs) -> L.Trainer:
@@ -65,7 +66,8 @@ def trainer(tmp_path: Path, epochs: int, **kwargs) -> L.Trainer:
 )
 def test_heads_losses_and_probabilities(task, loss_type, n_out, label_dtype) -> None:
     model = module(task)
-    assert isinstance(model.loss, loss_type) and model.multiclass == (task == 1)
+    multiclass = TASKS[task].multiclass
+    assert isinstance(model.loss, loss_type) and model.multiclass == multiclass
     x, y = easy_set(task, n=4)[:]
     assert y.dtype == label_dtype
     logits = model(x)
@@ -74,14 +76,14 @@ def test_heads_losses_and_probabilities(task, loss_type, n_out, label_dtype) -> 
     assert loss.shape == () and torch.isfinite(loss)
     proba = model.predict_step((x, y), 0)
     assert proba.shape == (4, n_out) and bool(((proba >= 0) & (proba <= 1)).all())
-    if task == 1:
+    if multiclass:
         torch.testing.assert_close(proba.sum(dim=1), torch.ones(4))
     else:
         torch.testing.assert_close(proba, torch.sigmoid(logits))
     probabilities, classes = sv.class_probabilities([proba[:2], proba[2:]], model.multiclass)
-    assert probabilities.shape == (4, 8 if task == 1 else 2)
+    assert probabilities.shape == (4, 8 if multiclass else 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-6)
-    assert classes.tolist() == (list(range(8)) if task == 1 else [0, 1])
+    assert classes.tolist() == (list(range(8)) if multiclass else [0, 1])
 
 
 def test_state_dict_holds_backbone_and_head_only() -> None:
@@ -213,20 +215,6 @@ def test_build_supervised_puts_the_parts_together() -> None:
     assert model.head[-1].out_features == 8 and model.multiclass
 
 
-@pytest.mark.parametrize("task", [1, 2])
-def test_selection_score_matches_the_test_metrics(task: int) -> None:
-    rng = np.random.default_rng(0)
-    y = np.arange(40) % (8 if task == 1 else 2)
-    if task == 1:
-        proba = rng.dirichlet(np.ones(8), size=40)
-        expected = mean_average_precision(y, proba)
-        assert sv.selection_score(y, proba, True) == pytest.approx(expected)
-    else:
-        proba = rng.random((40, 1))
-        assert sv.selection_score(y, proba, False) == pytest.approx(roc_auc(y, proba[:, 0]))
-    assert math.isnan(sv.selection_score(np.ones(5), np.full((5, 1), 0.5), False))
-
-
 def test_the_loss_falls_and_the_epoch_log_has_every_column(tmp_path: Path) -> None:
     L.seed_everything(0)
     model = module(2, lr=3e-3)
@@ -312,14 +300,3 @@ def test_fit_resumes_a_finished_run_and_runs_without_validation(tmp_path: Path) 
     assert no_val.selection == "last_epoch" and no_val.val_metrics is None
     assert no_val.best_epoch == 1 and no_val.checkpoint.name == "last.ckpt"
     assert no_val.history["val_score"].isna().all()
-
-
-def test_probability_table_follows_the_linear_eval_convention() -> None:
-    table = pd.DataFrame({"lesion_id": ["a", "b"], "malignancy": [0, 1]}, index=[5, 7])
-    binary = sv.probability_table(table, np.array([[0.8, 0.2], [0.3, 0.7]]), np.arange(2), False)
-    assert list(binary.columns) == ["lesion_id", "malignancy", "prob"]
-    assert binary["prob"].tolist() == [0.2, 0.7]
-    multi = sv.probability_table(table, np.full((2, 3), 1 / 3), np.arange(3), True)
-    assert list(multi.columns)[2:] == ["prob_0", "prob_1", "prob_2"]
-    with pytest.raises(ValueError, match="already present"):
-        sv.probability_table(binary, np.zeros((2, 2)), np.arange(2), False)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -98,3 +99,99 @@ def test_published_weights_skip_pretraining(tmp_path: Path) -> None:
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     assert "pretrain " not in out and "cache_volumes" not in out
+
+
+# Distinct non-default values of every key a script receives, to find them in its command line.
+KEY_VALUES = {
+    None: {"seed": 5, "backbone": "resnet18", "patch_size": 40, "accelerator": "gpu"},
+    "demo": {"scale": "medium", "seed": 4, "n_cases": 9},
+    "pretrain": {
+        "loss": "ntxent_mined",
+        "temperature": 0.37,
+        "batch_size": 7,
+        "devices": 3,
+        "epochs": 11,
+        "base_lr": 0.123,
+        "momentum": 0.77,
+        "weight_decay": 3.3e-5,
+        "trust_coefficient": 0.0042,
+        "num_workers": 3,
+        "precision": "bf16-mixed",
+        "negative_min_distance_mm": 12.5,
+    },
+    "finetune": {
+        "epochs": 13,
+        "batch_size": 9,
+        "batch_size_random": 5,
+        "lr": 0.0041,
+        "step_size": 17,
+        "gamma": 0.33,
+        "num_workers": 2,
+        "precision": "16-mixed",
+    },
+    "features": {"batch_size": 21, "precision": "bf16", "csv": True},
+    "linear_eval": {"trials": 23, "cv_folds": 4, "bootstrap": 77},
+}
+SECTION_SCRIPT = {
+    "demo": ["make_demo_data"],
+    "pretrain": ["pretrain"],
+    "finetune": ["finetune"],
+    "features": ["extract_features"],
+    "linear_eval": ["linear_eval"],
+}
+TOP_LEVEL_SCRIPTS = {
+    "seed": ["pretrain", "finetune", "extract_features", "linear_eval"],
+    "backbone": ["pretrain", "finetune", "extract_features", "export_weights"],
+    "patch_size": ["pretrain", "finetune", "extract_features", "report"],
+    "accelerator": ["pretrain", "finetune", "extract_features"],
+}
+# Keys the rules consume themselves, each with where it goes instead of a flag of its own.
+CONSUMED = {
+    ("demo", "out_dir"): "the demo rule's output folder (--out)",
+    ("finetune", "inits"): "which fine-tuning jobs exist",
+    ("finetune", "batch_size"): "--batch-size of the jobs other than random init (checked below)",
+    ("finetune", "batch_size_random"): "--batch-size of random-init jobs (checked below)",
+    ("features", "random_init_control"): "whether the random-init feature jobs exist",
+    ("features", "csv"): "--csv beside the parquet (checked below)",
+}
+STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources"}
+
+
+def _flag(key: str, value: object) -> str:
+    return f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
+
+
+def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
+    schema = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())
+    sections = {k for k, v in schema["properties"].items() if "properties" in v}
+    listed = set(KEY_VALUES[None]) | STRUCTURE | sections
+    assert listed == set(schema["properties"]), "a new top-level key needs a case here"
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    config.update(KEY_VALUES[None])
+    for section in sections - STRUCTURE:
+        keys = set(schema["properties"][section]["properties"])
+        assert keys == set(KEY_VALUES[section]) | {k for s, k in CONSUMED if s == section}
+        config[section] = {**config[section], **KEY_VALUES[section]}
+    (tmp_path / "keys.yaml").write_text(yaml.safe_dump(config))
+    result = _snakemake("-n", "-p", "--configfile", str(tmp_path / "keys.yaml"), cwd=tmp_path)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    commands: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        for name in ("make_demo_data", "pretrain", "finetune", "extract_features", "linear_eval",
+                     "export_weights", "report"):  # fmt: skip
+            if f"workflow_scripts/{name}.py " in line and "python " in line:
+                commands.setdefault(name, []).append(line)
+    for section, values in KEY_VALUES.items():
+        for key, value in values.items():
+            if (section, key) in CONSUMED:
+                continue
+            scripts = TOP_LEVEL_SCRIPTS[key] if section is None else SECTION_SCRIPT[section]
+            for name in scripts:
+                for command in commands[name]:
+                    assert _flag(key, value) in command, f"{section}.{key} missing: {command}"
+    random_init = [c for c in commands["finetune"] if "--init random" in c]
+    others = [c for c in commands["finetune"] if "--init random" not in c]
+    assert random_init and all("--batch-size 5" in c for c in random_init)
+    assert others and all("--batch-size 9" in c for c in others)
+    assert all("--csv results/" in c and ".csv" in c for c in commands["extract_features"])

@@ -25,12 +25,14 @@ CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "tests" / "workflow"
 pytestmark = pytest.mark.slow
 
 
-def _snakemake(workdir: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+def _snakemake(
+    workdir: Path, *args: str, timeout: int = 1200, configs: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
         [str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "-d", str(workdir),
-         "--configfile", *CONFIGS, "--cores", "2", *args],
+         "--configfile", *CONFIGS, *configs, "--cores", "2", *args],
         env=env,
         capture_output=True,
         encoding="utf-8",
@@ -100,6 +102,28 @@ def test_feature_tables_carry_the_input_columns(run_dir: Path) -> None:
 def test_report_is_written(run_dir: Path) -> None:
     html = (run_dir / "results/report/report.html").read_text()
     assert "<table" in html and "data:image/png;base64" in html
+
+
+def test_a_custom_task_on_a_demo_label_runs_to_its_linear_evaluation(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    tables = {split: f"resources/demo/task2_{split}.csv" for split in ("train", "val", "test")}
+    extra = tmp_path / "custom.yaml"
+    extra.write_text(
+        json.dumps({"custom_tasks": {"malignancy_b": {"label": "malignancy", "tables": tables}}})
+    )
+    target = "results/malignancy_b/linear_eval.json"
+    result = _snakemake(run_dir, target, configs=(str(extra),))
+    assert result.returncode == 0, result.stderr[-6000:]
+    custom = json.loads((run_dir / target).read_text())
+    paper = json.loads((run_dir / "results/task2/linear_eval.json").read_text())
+    assert custom["task"] == "malignancy_b" and custom["label"] == "malignancy"
+    # the same label on the same tables and features: Task 2's numbers, to the digit
+    assert custom["test_metrics"] == paper["test_metrics"]
+    assert custom["model_selection"] == paper["model_selection"]
+    planned = _snakemake(run_dir, "-n", "all", configs=(str(extra),))
+    jobs = _planned_jobs(planned)
+    assert jobs.get("finetune") == 3 and jobs.get("linear_eval") == 1, jobs
 
 
 def test_second_run_has_nothing_to_do(run_dir: Path) -> None:

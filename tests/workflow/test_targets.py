@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "workflow_scripts"))
+from workflow_scripts import config_tables, rule_args, targets
 
-import targets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture()
@@ -21,21 +19,21 @@ def demo_config() -> dict:
 
 
 def test_table_paths_and_labels(demo_config: dict) -> None:
-    tables = targets.table_paths(demo_config)
+    tables = config_tables.table_paths(demo_config)
     assert tables["pretrain"] == "resources/demo/pretrain.csv"
     assert tables["task2_val"] == "resources/demo/task2_val.csv"
     assert len(tables) == 10
-    assert targets.table_labels("pretrain") == []
-    assert targets.table_labels("task1_test") == ["Coarse_lesion_type"]
-    assert targets.table_labels("task3_train") == ["survival"]
+    assert config_tables.table_labels(demo_config, "pretrain") == []
+    assert config_tables.table_labels(demo_config, "task1_test") == ["Coarse_lesion_type"]
+    assert config_tables.table_labels(demo_config, "task3_train") == ["survival"]
 
 
 def test_supervised_init_only_for_tasks_2_and_3(demo_config: dict) -> None:
-    assert targets.finetune_inits(demo_config, 1) == ["random", "foundation"]
-    assert targets.finetune_inits(demo_config, 2) == ["random", "supervised", "foundation"]
+    assert targets.finetune_inits(demo_config, "task1") == ["random", "foundation"]
+    assert targets.finetune_inits(demo_config, "task2") == ["random", "supervised", "foundation"]
     cfg = copy.deepcopy(demo_config)
     cfg["tasks"] = [2]
-    assert "supervised" not in targets.finetune_inits(cfg, 2)
+    assert "supervised" not in targets.finetune_inits(cfg, "task2")
 
 
 def test_published_weights_skip_pretraining(demo_config: dict) -> None:
@@ -73,6 +71,71 @@ def test_missing_tables_named_by_key(demo_config: dict, tmp_path: Path) -> None:
 
 
 def test_cli_flags() -> None:
-    flags = targets.cli_flags({"batch_size": 8, "precision": "32-true", "gap": None, "csv": True})
+    flags = rule_args.cli_flags({"batch_size": 8, "precision": "32-true", "gap": None, "csv": True})
     assert flags == "--batch-size 8 --precision 32-true --csv"
-    assert targets.cli_flags({"csv": False}) == ""
+    assert rule_args.cli_flags({"csv": False}) == ""
+    assert rule_args.cli_flags({"out": "a b/ü.csv"}) == "--out 'a b/ü.csv'"
+    assert rule_args.list_flag("labels", ["malignancy", "x y=2"]) == "--labels malignancy 'x y=2'"
+    assert rule_args.list_flag("labels", []) == ""
+
+
+def test_csv_flag_sits_beside_the_parquet() -> None:
+    assert rule_args.csv_flag("results/task2/features/val.parquet", True) == (
+        "--csv results/task2/features/val.csv"
+    )
+    assert rule_args.csv_flag("results/task2/features/val.parquet", False) == ""
+
+
+def test_finetune_options(demo_config: dict) -> None:
+    random = rule_args.finetune_options(demo_config, "random")
+    foundation = rule_args.finetune_options(demo_config, "foundation")
+    assert random["batch_size"] == demo_config["finetune"]["batch_size_random"]
+    assert foundation["batch_size"] == demo_config["finetune"]["batch_size"]
+    assert random["bootstrap"] == demo_config["linear_eval"]["bootstrap"]
+    assert not {"inits", "batch_size_random"} & set(random)
+    expected = set(demo_config["finetune"]) - {"inits", "batch_size_random"} | {"bootstrap"}
+    assert set(random) == expected
+
+
+def custom(demo_config: dict, **entry) -> dict:
+    cfg = copy.deepcopy(demo_config)
+    tables = {s: f"resources/demo/task2_{s}.csv" for s in ("train", "val", "test")}
+    cfg["custom_tasks"] = {"malignancy_b": {"label": "malignancy", "tables": tables, **entry}}
+    return cfg
+
+
+def test_custom_tasks_are_served_like_the_paper_tasks(demo_config: dict) -> None:
+    cfg = custom(demo_config)
+    tasks = config_tables.configured_tasks(cfg)
+    assert list(tasks) == ["task1", "task2", "task3", "malignancy_b"]
+    assert tasks["malignancy_b"].label_column == "malignancy"
+    assert config_tables.table_paths(cfg)["malignancy_b_val"] == "resources/demo/task2_val.csv"
+    assert config_tables.table_labels(cfg, "malignancy_b_test") == ["malignancy=2"]
+    assert config_tables.task_splits(cfg, "malignancy_b") == ["train", "val", "test"]
+    all_ = targets.all_targets(cfg)
+    assert "results/malignancy_b/linear_eval.json" in all_
+    assert "results/malignancy_b/finetune_supervised/metrics.json" in all_
+    assert rule_args.task_cli(tasks["task2"]) == "--task 2"
+    assert rule_args.task_cli(tasks["malignancy_b"]) == (
+        "--task malignancy_b --label malignancy --kind binary --n-classes 2 --hidden 2048"
+        " --display malignancy"
+    )
+
+
+def test_bad_custom_task_names_its_problem(demo_config: dict) -> None:
+    with pytest.raises(ValueError, match="needs n_classes"):
+        config_tables.configured_tasks(custom(demo_config, kind="multiclass"))
+
+
+def test_missing_custom_table_named_by_key(demo_config: dict, tmp_path: Path) -> None:
+    cfg = custom(demo_config)
+    cfg["custom_tasks"]["malignancy_b"]["tables"]["test"] = str(tmp_path / "gone.csv")
+    missing = targets.missing_tables(cfg)
+    assert missing == [f"custom_tasks.malignancy_b.tables.test ({tmp_path / 'gone.csv'})"]
+
+
+def test_preview_table(demo_config: dict) -> None:
+    assert config_tables.preview_table(demo_config) == "resources/demo/task1_test.csv"
+    cfg = copy.deepcopy(demo_config)
+    del cfg["tables"]["task1"]
+    assert config_tables.preview_table(cfg) == "resources/demo/pretrain.csv"

@@ -2,19 +2,62 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-SCRIPTS = Path(__file__).resolve().parents[2] / "workflow_scripts"
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = ROOT / "workflow_scripts"
+TOP_LEVEL = ("backbone", "patch_size", "accelerator", "seed")
+# Script -> the config keys its rule passes: (section, key) pairs; section None = top level.
+SCRIPT_KEYS = {
+    "pretrain": [(None, k) for k in TOP_LEVEL] + [("pretrain", None)],
+    "extract_features": [(None, k) for k in TOP_LEVEL]
+    + [("features", "batch_size"), ("features", "precision")],
+    "finetune": [(None, k) for k in TOP_LEVEL] + [("finetune", None), ("linear_eval", "bootstrap")],
+    "linear_eval": [(None, "seed"), ("linear_eval", None)],
+}
+NOT_PASSED = {"inits", "batch_size_random"}
+
+
+def schema_defaults(name: str) -> dict[str, object]:
+    """``{flag: default}`` of every option the workflow passes to script ``name``, from the
+    schema (the one home of defaults); empty for scripts that take no config keys."""
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    defaults = {}
+    for section, key in SCRIPT_KEYS.get(name, []):
+        props = schema["properties"] if section is None else schema["properties"][section]
+        props = props.get("properties", props)
+        for k in [key] if key else list(props):
+            value = props[k].get("default")
+            if "$ref" in props[k]:
+                value = schema["$defs"][props[k]["$ref"].rsplit("/", 1)[1]].get("default")
+            if value is not None and k not in NOT_PASSED:
+                defaults["--" + k.replace("_", "-")] = value
+    return defaults
+
+
+def with_schema_defaults(name: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` preceded by the schema's default of each workflow-passed flag it lacks, as the
+    rules would pass it."""
+    missing = []
+    for flag, value in schema_defaults(name).items():
+        if flag not in argv and value is not False:
+            missing += [flag] if value is True else [flag, str(value)]
+    return [*missing, *argv]
 
 
 def import_script(name: str) -> ModuleType:
     """Import ``workflow_scripts/<name>.py`` afresh as a module.
 
     The scripts folder is on ``sys.path`` only while the module runs its imports (scripts import
-    their sibling ``_cli``, which stays in ``sys.modules`` afterwards).
+    their sibling ``_cli``, which stays in ``sys.modules`` afterwards). The module's ``main``
+    fills in, from the schema, each option the workflow always passes and the test leaves out.
     """
     spec = importlib.util.spec_from_file_location(f"{name}_script", SCRIPTS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
@@ -23,4 +66,12 @@ def import_script(name: str) -> ModuleType:
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(SCRIPTS))
+    if name in SCRIPT_KEYS:
+        main = module.main
+
+        @functools.wraps(main)
+        def main_with_defaults(argv: Sequence[str] | None = None) -> int:
+            return main(with_schema_defaults(name, list(argv or [])))
+
+        module.main = main_with_defaults
     return module

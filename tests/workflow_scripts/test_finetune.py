@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from fmcib_core.data.synthetic import make_demo_dataset
+from fmcib_core.demo import make_demo_dataset
 from fmcib_core.io import load_into, load_weights, save_fmcib_weights
 from fmcib_core.models import backbone_output_dim, build_backbone, task_head
 from tests.workflow_scripts import import_script
@@ -53,6 +53,7 @@ def run(script, tmp_path: Path, name: str, paths: dict, *, task=2, init="random"
     argv = ["--task", str(task), "--init", init, "--backbone", BACKBONE, "--patch-size", "16"]
     argv += ["--out-dir", str(tmp_path / name), "--work-dir", str(tmp_path / f"{name}-work")]
     argv += ["--epochs", "2", "--batch-size", "8", "--bootstrap", "20", "--seed", "3"]
+    argv += ["--num-workers", "0"]
     for split, path in paths.items():
         argv += [f"--{split}", str(path)]
     return script.main([*argv, *extra])

@@ -18,7 +18,7 @@ from fmcib_core.io.weights import load_into, load_weights
 from fmcib_core.models import build_backbone
 from fmcib_core.optim import scaled_lr
 from tests.train import write_lesion_table
-from tests.workflow_scripts import SCRIPTS, import_script
+from tests.workflow_scripts import SCRIPTS, import_script, with_schema_defaults
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKBONE = "resnet10_w025"
@@ -48,8 +48,8 @@ def pretrain_args(cache: Path, folder: Path, *extra: str) -> list[str]:
         "--cache", str(cache), "--work-dir", str(folder / "run"),
         "--out-checkpoint", str(folder / "ssl.ckpt"), "--out-log", str(folder / "log.csv"),
         "--backbone", BACKBONE, "--patch-size", "16", "--accelerator", "cpu", "--seed", "0",
-        "--batch-size", "4", "--epochs", "1", "--num-workers", "0", "--base-lr", "0.3",
-        *extra,
+        "--batch-size", "4", "--epochs", "1", "--num-workers", "0", "--devices", "1",
+        "--base-lr", "0.3", *extra,
     ]  # fmt: skip
 
 
@@ -172,7 +172,7 @@ def test_ddp_on_two_cpu_processes_through_the_command_line(cache, tmp_path):
     args[args.index("--num-workers") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "pretrain.py"), *args],
+        [sys.executable, str(SCRIPTS / "pretrain.py"), *with_schema_defaults("pretrain", args)],
         capture_output=True, encoding="utf-8", errors="replace", env=env, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]

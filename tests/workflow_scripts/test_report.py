@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
+from fmcib_core.tasks import TASKS
+
 CONFIG = {"patch_size": 16, "tasks": [1, 2], "note": "a<b & c"}
 
 
@@ -26,15 +28,14 @@ def _metric(value, low, high, n=40):
 
 def _predictions(task, seed, n=40):
     rng = np.random.default_rng(seed)
-    if task == 1:
+    label = TASKS[task].label_column
+    if TASKS[task].multiclass:
         y = np.arange(n) % 3
         logits = rng.normal(size=(n, 3)) + 2.0 * np.eye(3)[y]
         proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-        return pd.DataFrame(
-            {"Coarse_lesion_type": y} | {f"prob_{k}": proba[:, k] for k in range(3)}
-        )
+        return pd.DataFrame({label: y} | {f"prob_{k}": proba[:, k] for k in range(3)})
     y = np.arange(n) % 2
-    return pd.DataFrame({"malignancy": y, "prob": np.clip(0.4 * y + rng.uniform(0, 0.6, n), 0, 1)})
+    return pd.DataFrame({label: y, "prob": np.clip(0.4 * y + rng.uniform(0, 0.6, n), 0, 1)})
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Test metrics of METHOD sections 5 and 6, and a seeded bootstrap for their confidence intervals.
+"""Test metrics of docs/method.md sections 5 and 6, and a seeded bootstrap for their CIs.
 
 Every metric raises :class:`UndefinedMetricError` when its labels hold a single class (or, for the
 C-index, no comparable pair), so that :func:`bootstrap_ci` can skip and count such resamples.
@@ -21,6 +21,7 @@ __all__ = [
     "average_precision",
     "balanced_accuracy",
     "bootstrap_ci",
+    "finite",
     "harrell_c_index",
     "mean_average_precision",
     "metrics_json",
@@ -44,14 +45,15 @@ class BootstrapResult(NamedTuple):
     n_skipped: int
 
 
+def finite(value: float) -> float | None:
+    """``value`` as a float for JSON, or None when it is NaN or infinite."""
+    return float(value) if np.isfinite(value) else None
+
+
 def metrics_json(
     metrics: dict[str, BootstrapResult], rows: dict[str, int]
 ) -> dict[str, dict[str, float | int | None]]:
     """Test metrics as JSON-ready dicts: value, CI bounds (NaN becomes None), rows, skips."""
-
-    def finite(value: float) -> float | None:
-        return float(value) if np.isfinite(value) else None
-
     return {
         name: {
             "value": finite(r.value),

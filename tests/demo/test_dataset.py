@@ -1,4 +1,4 @@
-"""fmcib_core.data.synthetic: phantom CT volumes and lesion tables in the real table format."""
+"""fmcib_core.demo: phantom CT volumes and lesion tables in the real table format."""
 
 from __future__ import annotations
 
@@ -10,8 +10,14 @@ import pytest
 import SimpleITK as sitk
 from sklearn.metrics import roc_auc_score
 
-from fmcib_core.data import synthetic
-from fmcib_core.data.synthetic import LESION_TYPES, make_demo_dataset
+from fmcib_core.demo import (
+    LESION_TYPES,
+    SURVIVAL_HORIZON_DAYS,
+    anatomy,
+    dataset,
+    make_demo_dataset,
+    scales,
+)
 
 SPLITS = ("train", "val", "test")
 TASK_TABLES = [f"task{task}_{split}" for task in (1, 2, 3) for split in SPLITS]
@@ -73,7 +79,7 @@ def test_tables_have_the_real_columns_and_valid_labels(small, name) -> None:
         assert table[column].dtype.kind == "i" and set(table[column]) <= allowed, column
     if name.startswith("task3"):
         assert (table["survival_time"] >= 1).all()
-        alive = table["survival_time"] > synthetic.SURVIVAL_HORIZON_DAYS
+        alive = table["survival_time"] > SURVIVAL_HORIZON_DAYS
         # Known status only: alive past 2 years, or died within them; censored-early rows dropped.
         assert (table["survival"] == alive.astype(int)).all()
         assert (table.loc[~alive, "event"] == 1).all()
@@ -204,7 +210,7 @@ def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, 
 
 
 def test_an_interrupted_run_leaves_no_table(tmp_path, monkeypatch) -> None:
-    render = synthetic._render
+    render = dataset._render
     calls = []
 
     def failing_render(case, lesions, rng):
@@ -213,7 +219,7 @@ def test_an_interrupted_run_leaves_no_table(tmp_path, monkeypatch) -> None:
             raise RuntimeError("disk full")
         return render(case, lesions, rng)
 
-    monkeypatch.setattr(synthetic, "_render", failing_render)
+    monkeypatch.setattr(dataset, "_render", failing_render)
     with pytest.raises(RuntimeError, match="disk full"):
         make_demo_dataset(tmp_path, n_cases=3)
     assert list(tmp_path.glob("*.csv")) == []
@@ -226,11 +232,11 @@ def test_an_interrupted_run_leaves_no_table(tmp_path, monkeypatch) -> None:
     ("full", 3, (280, 512, 512), (320, 512, 512)),
 ])  # fmt: skip
 def test_scales_set_the_number_and_size_of_cases(scale, n_cases, shape_lo, shape_hi) -> None:
-    spec = synthetic._SPECS[scale]
+    spec = scales._SPECS[scale]
     assert spec.n_cases == n_cases
     for index in range(5):
         rng = np.random.default_rng(np.random.SeedSequence(0, spawn_key=(0, index)))
-        case = synthetic._draw_case(index, spec, rng, width=3)
+        case = anatomy._draw_case(index, spec, rng, width=3)
         assert all(lo <= n <= hi for lo, n, hi in zip(shape_lo, case.shape, shape_hi, strict=True))
         assert case.spacing[2] > case.spacing[0]
 

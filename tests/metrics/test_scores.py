@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from fmcib_core.eval.metrics import (
+from fmcib_core.metrics.scores import (
     BootstrapResult,
     UndefinedMetricError,
     average_precision,

@@ -1,4 +1,4 @@
-"""fmcib_core.eval.report: metric formatting, ROC curves, input checks, figures and the page."""
+"""fmcib_core.report: metric formatting, ROC curves, input checks, figures and the page."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from sklearn.metrics import auc, roc_auc_score
 
 from fmcib_core.data.patches import normalise_hu
-from fmcib_core.eval.report import (
+from fmcib_core.report import (
     Evaluation,
     ReportError,
     format_metric,
@@ -242,3 +242,42 @@ def test_render_report_orders_rows_escapes_and_explains_missing_sections():
     assert "note: <b>&" not in page and "note: &lt;b&gt;&amp;" in page
     assert "2024-05-01T12:00:00+00:00" in page
     assert not re.search(r"""(src|href)=["'](?!data:)""", page)  # nothing external
+
+
+def test_a_custom_task_loads_and_renders_a_row_and_a_roc_figure(tmp_path):
+    path = _write_linear(tmp_path / "malignancy_b", task="malignancy_b", label="malignancy")
+    evaluation = load_evaluation(path, "linear")
+    assert (evaluation.task, evaluation.label, evaluation.multiclass) == (
+        "malignancy_b",
+        "malignancy",
+        False,
+    )
+    paper = _evaluation("linear", "foundation", 2, {}, _binary_predictions(seed=2))
+    page = render_report(
+        [evaluation, paper], ssl_log=None, previews=None, patch_size=16, config={}, created=CREATED
+    )
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", page)
+    assert rows == [
+        ("2 (malignancy)", "Linear, foundation-model features"),  # paper tasks first
+        ("malignancy_b (malignancy)", "Linear, foundation-model features"),
+    ]
+    assert page.count("<img ") == 2 and 'alt="ROC curves, task malignancy_b"' in page
+    assert "malignancy_b (malignancy): ROC curves on the test set" in page
+    assert "one-vs-rest macro average" not in page
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"task": "malignancy_b"}, "the custom task 'malignancy_b' needs 'label'"),
+        ({"task": "bad name", "label": "malignancy"}, "custom task name 'bad name'"),
+        ({"task": "", "label": "malignancy"}, "custom task name ''"),
+        ({"task": True}, "'task' must be one of [1, 2, 3], got True"),
+    ],
+)
+def test_bad_custom_tasks_are_rejected_naming_the_file(tmp_path, body, expected):
+    path = tmp_path / "linear_eval.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ReportError, match=re.escape(expected)) as info:
+        load_evaluation(path, "linear")
+    assert str(info.value).startswith(str(path))

@@ -1,0 +1,157 @@
+"""The synthetic CT demo data set: cases to lesion rows to the tables of all tasks, on disk.
+
+``make_demo_dataset`` draws, renders and writes every case from its own generator, splits the
+cases into train, val and test, and writes the pretraining table and the three tasks' tables
+(columns of docs/method.md section 1).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fmcib_core.demo.anatomy import _draw_case
+from fmcib_core.demo.lesions import LESION_TYPES, _draw_lesion, _Kind, _Lesion
+from fmcib_core.demo.render import _render, _write_image
+from fmcib_core.demo.scales import _SPECS, SCALES, _ScaleSpec
+from fmcib_core.io.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+
+def _make_case(index: int, seed: int, spec: _ScaleSpec, width: int, images: Path) -> list[dict]:
+    """Generate, render and write one case; return its lesions' table rows."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, index)))
+    case = _draw_case(index, spec, rng, width)
+    n_extra = rng.integers(*spec.extra_lesions, endpoint=True)
+    kinds = [*rng.permutation(len(_Kind)), *rng.integers(0, len(_Kind), n_extra)]
+    lesions: list[_Lesion] = []
+    for kind in kinds:
+        lesion = _draw_lesion(case, _Kind(kind), rng, lesions)
+        if lesion is None:
+            log.debug("%s: no room for a %s lesion", case.case_id, LESION_TYPES[kind])
+            continue
+        lesions.append(lesion)
+    _write_image(case, _render(case, lesions, rng), images / f"{case.case_id}.nii.gz")
+    return [
+        {
+            "image_path": f"{images.name}/{case.case_id}.nii.gz",
+            "case_id": case.case_id,
+            "lesion_id": f"{case.case_id}_L{j:02d}",
+            **lesion.row,
+        }
+        for j, lesion in enumerate(lesions)
+    ]
+
+
+def _split_of_cases(n_cases: int, seed: int) -> list[str]:
+    """Case-level split: 20% val, 20% test (at least one case each), the rest train."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    n_held = max(1, round(0.2 * n_cases))
+    split = np.full(n_cases, "train", dtype=object)
+    order = rng.permutation(n_cases)
+    split[order[:n_held]], split[order[n_held : 2 * n_held]] = "val", "test"
+    return split.tolist()
+
+
+def _tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
+    """The pretraining table (train cases) and the three splits of the three tasks."""
+    lesions = pd.DataFrame(rows)
+    common = ["image_path", "coordX", "coordY", "coordZ", "case_id", "lesion_id"]
+    extra = ["split", "lesion_type", "diameter_mm"]
+    tables = {"pretrain": lesions.loc[lesions["split"] == "train", common]}
+    for split in ("train", "val", "test"):
+        part = lesions[lesions["split"] == split]
+        tables[f"task1_{split}"] = part[[*common, *extra, "Coarse_lesion_type"]]
+        tables[f"task2_{split}"] = part[[*common, *extra, "malignancy"]]
+        known = part[part["survival"].notna()]
+        task3 = known[[*common, *extra, "survival", "survival_time", "event"]]
+        tables[f"task3_{split}"] = task3.astype({"survival": int})
+    return {name: table.reset_index(drop=True) for name, table in tables.items()}
+
+
+def make_demo_dataset(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    scale: str = "demo",
+    n_cases: int | None = None,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Write synthetic CT volumes and lesion tables for the three FMCIB tasks.
+
+    Volumes are int16 HU NIfTI files ``images/case_NNN.nii.gz`` with anisotropic spacing,
+    per-case origins and sizes; every third case (``case_001``, ``case_004``, ...) is stored
+    RAS-ordered (direction diag(-1, -1, 1), array flipped so the anatomy is the same in world
+    space). Tables are CSV files in ``out_dir`` whose ``image_path`` is relative to ``out_dir``
+    and whose ``coordX/Y/Z`` are lesion centres in world millimetres, LPS.
+
+    Tables and labels:
+      - ``pretrain.csv``: the lesions of the train cases, unlabelled (image_path, coordX,
+        coordY, coordZ, case_id, lesion_id).
+      - ``task{1,2,3}_{train,val,test}.csv``: those columns plus ``split``, ``lesion_type``
+        (name) and ``diameter_mm``, then the labels. Task 1 ``Coarse_lesion_type`` (0..7,
+        ``LESION_TYPES``: DeepLesion's coarse types minus one); every case holds one lesion of
+        every type plus a few random extra ones. Task 2 ``malignancy``: a latent class makes
+        lesions larger, more lobulated and spiculated, more heterogeneous and differently dense
+        (brighter soft-tissue lesions, lytic rather than sclerotic bone lesions); the label is
+        that class flipped with probability 0.12. Task 3: each lesion is an independent synthetic
+        patient; death time is Weibull (shape 1.2) with a hazard rising weakly with size, latent
+        malignancy and heterogeneity; follow-up ends uniformly between 1 and 6 years
+        (administrative censoring). ``survival_time`` (days) and ``event`` are the observed time
+        and whether death was observed; ``survival`` is 1 when the patient is known alive at
+        730 days (observed time > 730), 0 when death was observed at or before 730 days.
+        Lesions censored at or before 730 days have an unknown 2-year status and are left out
+        of the Task 3 tables (they stay in Tasks 1 and 2).
+    Splits are case-disjoint (20% val, 20% test, the rest train); all tasks share them.
+
+    Every case draws from its own generator (``SeedSequence(seed, spawn_key=(0, index))``), so
+    a case does not depend on generation order or on ``n_cases``; the same seed gives identical
+    voxels and byte-identical tables. Images are written atomically, tables last.
+
+    Args:
+        out_dir: folder to write into (created if needed).
+        seed: non-negative seed.
+        scale: ``"demo"`` (28 cases of 128-192 x 128-192 x 30-70 voxels, in-plane 0.7-0.9 mm,
+            slices 1.25-5 mm), ``"medium"`` (96 such cases) or ``"full"`` (3 cases of
+            512 x 512 x ~300 voxels at ~0.7 x 0.7 x 1.25 mm; for benchmarks).
+        n_cases: overrides the scale's number of cases (at least 3: one per split).
+        progress: show a progress bar over cases.
+
+    Returns:
+        Table name (``pretrain``, ``task1_train``, ..., ``task3_test``) -> CSV path, plus
+        ``images`` -> the image folder.
+
+    Raises:
+        ValueError: unknown scale, fewer than 3 cases, or a negative seed.
+    """
+    if scale not in _SPECS:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
+    spec = _SPECS[scale]
+    n_cases = spec.n_cases if n_cases is None else int(n_cases)
+    if n_cases < 3:
+        raise ValueError(f"n_cases must be at least 3 (one case per split); got {n_cases}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative; got {seed}")
+    out_dir = Path(out_dir)
+    images = out_dir / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    width = max(3, len(str(n_cases - 1)))
+    splits = _split_of_cases(n_cases, seed)
+    rows = []
+    for index in tqdm(range(n_cases), desc="synthetic cases", unit="case", disable=not progress):
+        case_rows = _make_case(index, seed, spec, width, images)
+        rows += [{**row, "split": splits[index]} for row in case_rows]
+    paths: dict[str, Path] = {}
+    for name, table in _tables(rows).items():
+        paths[name] = out_dir / f"{name}.csv"
+        with atomic_path(paths[name]) as tmp:
+            table.to_csv(tmp, index=False)
+    log.info(
+        "wrote %d cases, %d lesions and %d tables to %s", n_cases, len(rows), len(paths), out_dir
+    )
+    return {**paths, "images": images}

@@ -1,0 +1,71 @@
+"""The command-line arguments that rules pass to the scripts, from config values and tasks."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fmcib_core.tasks import TASKS, Task
+
+__all__ = ["cli_flags", "csv_flag", "finetune_options", "list_flag", "task_cli"]
+
+# finetune: keys the rules use themselves rather than pass on.
+FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
+Config = Mapping[str, Any]
+
+
+def cli_flags(options: Mapping[str, Any]) -> str:
+    """Command-line flags from ``{key: value}``: ``--key-name value``; None is left out.
+
+    A True boolean becomes a bare flag and False is left out (the script's flag is off).
+    """
+    flags = []
+    for key, value in options.items():
+        flag = "--" + key.replace("_", "-")
+        if value is None or value is False:
+            continue
+        flags.append(flag if value is True else f"{flag} {shlex.quote(str(value))}")
+    return " ".join(flags)
+
+
+def task_cli(task: Task) -> str:
+    """The scripts' arguments that name ``task``: ``--task 2``, or a custom task's definition."""
+    if task in TASKS.values():
+        return f"--task {task.id}"
+    hidden = " ".join(str(size) for size in task.hidden)
+    parts = [
+        f"--task {shlex.quote(task.key)}",
+        f"--label {shlex.quote(task.label_column)}",
+        f"--kind {task.kind}",
+        f"--n-classes {task.n_classes}",
+        f"--hidden {hidden}",
+        f"--display {shlex.quote(task.display)}",
+    ]
+    return " ".join(parts)
+
+
+def list_flag(name: str, values: list[str]) -> str:
+    """``--name v1 v2 ...`` (each value quoted for the shell), or nothing for no values."""
+    return " ".join([f"--{name.replace('_', '-')}", *map(shlex.quote, values)]) if values else ""
+
+
+def csv_flag(features_parquet: str, enabled: bool) -> str:
+    """``--csv PATH`` beside a feature table (``x.parquet`` -> ``x.csv``) when ``enabled``."""
+    if not enabled:
+        return ""
+    return f"--csv {shlex.quote(str(Path(features_parquet).with_suffix('.csv')))}"
+
+
+def finetune_options(config: Config, init: str) -> dict[str, Any]:
+    """The fine-tuning script's options for ``init``: ``finetune:`` less what rules consume.
+
+    The paper trains random-init models with a smaller batch (``batch_size_random``); the test
+    CIs use ``linear_eval.bootstrap`` resamples, as linear evaluation's do.
+    """
+    options = {k: v for k, v in config["finetune"].items() if k not in FINETUNE_RULE_KEYS}
+    options["batch_size"] = config["finetune"][
+        "batch_size_random" if init == "random" else "batch_size"
+    ]
+    return {"bootstrap": config["linear_eval"]["bootstrap"], **options}
