@@ -19,6 +19,7 @@ from workflow_scripts.rule_args import (
     csv_flag,
     finetune_options,
     list_flag,
+    pretrain_options,
     task_cli,
 )
 from workflow_scripts.targets import (

@@ -45,7 +45,7 @@ if "pretrain" in TABLES:
         params:
             work_dir="results/pretrain/run",
             opts=cli_flags(
-                config["pretrain"]
+                pretrain_options(config)
                 | {
                     k: config[k]
                     for k in ("backbone", "patch_size", "accelerator", "seed")

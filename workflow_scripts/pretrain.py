@@ -24,13 +24,20 @@ from fmcib_core.data.ssl import CACHE_TABLE, SSLDataset, read_cached_table, ssl_
 from fmcib_core.io.atomic import atomic_path
 from fmcib_core.losses import LOSSES
 from fmcib_core.models import BACKBONES
-from fmcib_core.optim import scaled_lr, total_steps
+from fmcib_core.optim import (
+    OPTIMIZER_OPTIONS,
+    OPTIMIZERS,
+    optimizer_factory,
+    scaled_lr,
+    total_steps,
+)
 from fmcib_core.train import build_trainer, last_checkpoint, read_step_metrics, resume_checkpoint
 from fmcib_core.train.ssl import NonFiniteLossError, build_ssl_module
 from fmcib_core.transforms import ssl_view_transform
 
 log = logging.getLogger("pretrain")
 # Arguments that say where things go or how fast, not what is trained: not in the run signature.
+OPTION_FLAGS = sorted({k for options in OPTIMIZER_OPTIONS.values() for k in options})
 NOT_SIGNED = ("work_dir", "out_checkpoint", "out_log", "num_workers", "progress", "verbose")
 
 
@@ -50,16 +57,35 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--batch-size", type=int, required=True, help="per device")
     add("--devices", type=int, required=True)
     add("--epochs", type=int, required=True)
+    add("--optimizer", choices=OPTIMIZERS, required=True, help="lars (paper) | sgd | adamw")
     add("--base-lr", type=float, required=True, help="lr = base_lr * global batch / 256")
-    add("--momentum", type=float, required=True)
-    add("--weight-decay", type=float, required=True)
-    add("--trust-coefficient", type=float, required=True)
+    add("--warmup-steps", type=int, required=True, help="linear warm-up steps before the cosine")
+    add("--momentum", type=float, help="lars, sgd")
+    add("--weight-decay", type=float, help="lars, sgd, adamw")
+    add("--trust-coefficient", type=float, help="lars")
+    add("--nesterov", action="store_true", help="sgd")
+    add("--beta1", type=float, help="adamw")
+    add("--beta2", type=float, help="adamw")
     add("--num-workers", type=int, required=True)
     add("--precision", choices=("32-true", "bf16-mixed", "16-mixed"), required=True)
     add("--negative-min-distance-mm", type=float, default=None)
     add("--progress", action="store_true", help="show a progress bar")
     add("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
+
+
+def optimizer_options(args: argparse.Namespace) -> dict:
+    """The chosen optimiser's options from the command line; each of its numeric ones is needed.
+
+    Raises:
+        ValueError: an option of another optimiser, or a missing one of this optimiser.
+    """
+    given = {k: getattr(args, k) for k in OPTION_FLAGS if getattr(args, k) not in (None, False)}
+    wanted = [k for k in OPTIMIZER_OPTIONS[args.optimizer] if k != "nesterov"]
+    missing = ["--" + k.replace("_", "-") for k in wanted if k not in given]
+    if missing:
+        raise ValueError(f"--optimizer {args.optimizer} needs {', '.join(missing)}")
+    return given
 
 
 def run_signature(args: argparse.Namespace) -> dict:
@@ -80,6 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{global_batch} ({args.batch_size} x {args.devices} devices); lower --batch-size"
             )
         steps = total_steps(len(table), args.batch_size, args.devices, args.epochs)
+        lr, options = scaled_lr(args.base_lr, global_batch), optimizer_options(args)
+        optimizer_factory(args.optimizer, lr, **options)  # names any option it does not take
+        if not 0 <= args.warmup_steps < steps:
+            raise ValueError(
+                f"--warmup-steps {args.warmup_steps}: must be >= 0 and below the run's {steps} "
+                "optimiser steps"
+            )
         resume = resume_checkpoint(args.work_dir, run_signature(args))
         trainer = build_trainer(
             args.work_dir,
@@ -97,16 +130,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.backbone,
             loss=args.loss,
             temperature=args.temperature,
-            lr=scaled_lr(args.base_lr, global_batch),
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            trust_coefficient=args.trust_coefficient,
+            lr=lr,
+            optimizer=args.optimizer,
+            optimizer_options=options,
+            warmup_steps=args.warmup_steps,
             total_steps=steps,
         )
     except (ValueError, OSError) as err:  # bad table or cache, too few lesions, bad options
         log_problems(log, err)
         return 1
-    log.info("%d lesions, %d steps of %d lesions", len(table), steps, global_batch)
+    log.info(
+        "%d lesions, %d steps of %d lesions; %s at lr %g, %d warm-up steps",
+        len(table), steps, global_batch, args.optimizer, lr, args.warmup_steps,
+    )  # fmt: skip
     loader = ssl_dataloader(
         dataset, args.batch_size, args.num_workers, pin_memory=args.accelerator == "gpu"
     )

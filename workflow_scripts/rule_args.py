@@ -9,10 +9,21 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS, Task
 
-__all__ = ["cli_flags", "csv_flag", "finetune_options", "list_flag", "task_cli"]
+__all__ = [
+    "OPTIMIZER_SECTIONS",
+    "cli_flags",
+    "csv_flag",
+    "finetune_options",
+    "list_flag",
+    "pretrain_options",
+    "task_cli",
+]
 
 # finetune: keys the rules use themselves rather than pass on.
 FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
+# pretrain: one section of options per optimiser (fmcib_core.optim.OPTIMIZERS); only the chosen
+# optimiser's section reaches the script.
+OPTIMIZER_SECTIONS = ("lars", "sgd", "adamw")
 Config = Mapping[str, Any]
 
 
@@ -69,3 +80,12 @@ def finetune_options(config: Config, init: str) -> dict[str, Any]:
         "batch_size_random" if init == "random" else "batch_size"
     ]
     return {"bootstrap": config["linear_eval"]["bootstrap"], **options}
+
+
+def pretrain_options(config: Config) -> dict[str, Any]:
+    """The pretraining script's options: ``pretrain:`` with the chosen optimiser's section
+    flattened in (``optimizer: adamw`` -> ``--optimizer adamw --base-lr ... --beta1 ...``) and the
+    other optimisers' sections left out."""
+    pretrain = config["pretrain"]
+    options = {k: v for k, v in pretrain.items() if k not in OPTIMIZER_SECTIONS}
+    return options | dict(pretrain.get(pretrain["optimizer"]) or {})

@@ -59,14 +59,40 @@ class _CosineFactor:
         return 0.5 * (1.0 + math.cos(math.pi * min(step, self.total) / self.total))
 
 
-def cosine_per_step(optimizer: Optimizer, total_steps: int) -> LambdaLR:
-    """Cosine annealing from the optimiser's lr to 0 over ``total_steps``, no warm-up.
+class _WarmupCosineFactor:
+    """Linear warm-up, then cosine: ``(step + 1) / (warmup + 1)`` for the first ``warmup``
+    steps, then the cosine of :class:`_CosineFactor` over the remaining ``total - warmup``.
+    """
 
-    Call ``scheduler.step()`` after every optimiser step (Lightning: ``interval="step"``).
+    def __init__(self, total: int, warmup: int) -> None:
+        self.total = total
+        self.warmup = warmup
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        done = min(step - self.warmup, self.total - self.warmup)
+        return 0.5 * (1.0 + math.cos(math.pi * done / (self.total - self.warmup)))
+
+
+def cosine_per_step(optimizer: Optimizer, total_steps: int, warmup_steps: int = 0) -> LambdaLR:
+    """Cosine annealing from the optimiser's lr to 0 over ``total_steps``, after a warm-up.
+
+    With ``warmup_steps = W > 0`` the lr rises linearly first: step s < W gets
+    ``lr * (s + 1) / (W + 1)``; from step W the cosine runs from ``lr`` to 0 over the remaining
+    ``total_steps - W`` steps. ``W = 0`` (the paper's) is the plain cosine. Call
+    ``scheduler.step()`` after every optimiser step (Lightning: ``interval="step"``).
 
     Raises:
-        ValueError: ``total_steps < 1``.
+        ValueError: ``total_steps < 1``, or ``warmup_steps`` negative or not below ``total_steps``.
     """
     if total_steps < 1:
         raise ValueError(f"total_steps must be >= 1, got {total_steps}")
-    return LambdaLR(optimizer, _CosineFactor(total_steps))
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_steps must be >= 0 and below the run's {total_steps} optimiser steps, "
+            f"got {warmup_steps}"
+        )
+    if warmup_steps == 0:
+        return LambdaLR(optimizer, _CosineFactor(total_steps))
+    return LambdaLR(optimizer, _WarmupCosineFactor(total_steps, warmup_steps))

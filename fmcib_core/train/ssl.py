@@ -8,7 +8,8 @@ Pai et al., "Foundation model for cancer imaging biomarkers", Nature Machine Int
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import lightning as L
 import torch
@@ -18,7 +19,7 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from fmcib_core.losses import build_loss
 from fmcib_core.models import backbone_output_dim, build_backbone, projection_head
-from fmcib_core.optim import LARS, cosine_per_step
+from fmcib_core.optim import cosine_per_step, optimizer_factory
 
 __all__ = ["NonFiniteLossError", "SSLModule", "build_ssl_module"]
 
@@ -48,8 +49,8 @@ class SSLModule(L.LightningModule):
         head: projection head, (N, F) -> (N, E).
         loss: contrastive loss module, ``loss(p1, p2, n1, n2)`` with (B, E) projections ->
             scalar; its ``uses_negatives`` says whether it reads ``n1``, ``n2``.
-        optimizer_factory: builds the optimiser from the parameters (e.g. a ``functools.partial``
-            of ``LARS`` with its learning rate).
+        optimizer_factory: builds the optimiser from the parameters (e.g.
+            ``fmcib_core.optim.optimizer_factory("lars", lr)``).
         scheduler_factory: builds the learning-rate scheduler from the optimiser; stepped after
             every optimiser step.
     """
@@ -121,33 +122,43 @@ def build_ssl_module(
     loss: str = "neg_mining_infonce",
     temperature: float = 0.1,
     lr: float,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-6,
-    trust_coefficient: float = 0.001,
+    optimizer: str = "lars",
+    optimizer_options: Mapping[str, Any] | None = None,
+    warmup_steps: int = 0,
     total_steps: int,
 ) -> SSLModule:
-    """The paper's pretraining module: named backbone, projection head, LARS, per-step cosine.
+    """The pretraining module: named backbone, projection head, optimiser, per-step cosine.
+
+    The defaults are the paper's: LARS (momentum 0.9, weight decay 1e-6, trust coefficient
+    0.001) and the cosine without warm-up.
 
     Args:
         backbone: a name of ``fmcib_core.models.BACKBONES`` (randomly initialised).
         loss: a name of ``fmcib_core.losses.LOSSES``.
         temperature: the loss's temperature tau.
-        lr: LARS's initial learning rate (already scaled, see ``fmcib_core.optim.scaled_lr``).
-        momentum: LARS momentum.
-        weight_decay: LARS weight decay.
-        trust_coefficient: LARS trust coefficient.
+        lr: the optimiser's initial learning rate (already scaled, see
+            ``fmcib_core.optim.scaled_lr``).
+        optimizer: ``lars``, ``sgd`` or ``adamw`` (``fmcib_core.optim.OPTIMIZERS``).
+        optimizer_options: that optimiser's own options (``fmcib_core.optim.OPTIMIZER_OPTIONS``);
+            missing ones take their defaults.
+        warmup_steps: optimiser steps of linear warm-up before the cosine (0: none).
         total_steps: optimiser steps of the whole run; the cosine reaches 0 there.
+
+    Raises:
+        ValueError: an unknown optimiser, an option it does not take, or a warm-up that is not
+            shorter than the run.
     """
+    if not 0 <= warmup_steps < total_steps:
+        raise ValueError(
+            f"warmup_steps must be >= 0 and below the run's {total_steps} optimiser steps, "
+            f"got {warmup_steps}"
+        )
     return SSLModule(
         backbone=build_backbone(backbone),
         head=projection_head(backbone_output_dim(backbone)),
         loss=build_loss(loss, temperature),
-        optimizer_factory=functools.partial(
-            LARS,
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            trust_coefficient=trust_coefficient,
+        optimizer_factory=optimizer_factory(optimizer, lr, **(optimizer_options or {})),
+        scheduler_factory=functools.partial(
+            cosine_per_step, total_steps=total_steps, warmup_steps=warmup_steps
         ),
-        scheduler_factory=functools.partial(cosine_per_step, total_steps=total_steps),
     )

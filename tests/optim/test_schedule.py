@@ -75,3 +75,42 @@ def test_scheduler_state_round_trip() -> None:
     assert state["lr_lambdas"] == [{"total": 7}]
     with pytest.raises(ValueError, match="total_steps must be >= 1"):
         cosine_per_step(optimizer, 0)
+
+
+def _warmup_lrs(total: int, warmup: int, lr: float = 0.1) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=lr)
+    scheduler = cosine_per_step(optimizer, total, warmup_steps=warmup)
+    lrs = []
+    for _ in range(total + 2):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_warmup_rises_linearly_then_the_cosine_runs_over_the_rest() -> None:
+    lrs = _warmup_lrs(total=10, warmup=4)
+    assert lrs[:4] == pytest.approx([0.02, 0.04, 0.06, 0.08])  # lr * (s + 1) / (W + 1)
+    assert lrs[4] == pytest.approx(0.1)  # the cosine starts at the full lr
+    assert lrs[7] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 3 / 6)))
+    assert lrs[10] == pytest.approx(0.0, abs=1e-15)
+    assert lrs[11] == pytest.approx(0.0, abs=1e-15)  # stays at 0 past the end
+    assert all(a < b for a, b in zip(lrs[:4], lrs[1:5], strict=True))
+    assert all(a >= b for a, b in zip(lrs[4:-1], lrs[5:], strict=True))
+
+
+def test_zero_warmup_is_the_plain_cosine() -> None:
+    assert _warmup_lrs(total=10, warmup=0)[:11] == pytest.approx(_lrs(total=10, steps=10, lr=0.1))
+
+
+@pytest.mark.parametrize("warmup", [-1, 10, 11])
+def test_warmup_must_be_shorter_than_the_run(warmup: int) -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    with pytest.raises(ValueError, match="below the run's 10 optimiser steps"):
+        cosine_per_step(optimizer, 10, warmup_steps=warmup)
+
+
+def test_warmup_scheduler_state_round_trip() -> None:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.ones(1))], lr=0.1)
+    state = cosine_per_step(optimizer, 7, warmup_steps=2).state_dict()
+    assert state["lr_lambdas"] == [{"total": 7, "warmup": 2}]

@@ -95,6 +95,23 @@ def test_module_holds_only_backbone_and_head_weights():
     assert optimizer["lr_scheduler"]["interval"] == "step"
 
 
+@pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adamw", torch.optim.AdamW)])
+def test_module_builds_the_chosen_optimizer_with_warmup(name, kind):
+    options = {"weight_decay": 0.02}
+    ssl = build_ssl_module(
+        BACKBONE, lr=0.1, optimizer=name, optimizer_options=options, warmup_steps=3, total_steps=9
+    )
+    parts = ssl.configure_optimizers()
+    assert isinstance(parts["optimizer"], kind)
+    assert parts["optimizer"].defaults["weight_decay"] == 0.02
+    assert parts["optimizer"].param_groups[0]["lr"] == pytest.approx(0.1 / 4)  # warm-up step 0
+    with pytest.raises(ValueError, match="not trust_coefficient"):
+        build_ssl_module(BACKBONE, lr=0.1, optimizer=name, total_steps=9,
+                         optimizer_options={"trust_coefficient": 0.001})  # fmt: skip
+    with pytest.raises(ValueError, match="below the run's 9 optimiser steps"):
+        build_ssl_module(BACKBONE, lr=0.1, optimizer=name, warmup_steps=9, total_steps=9)
+
+
 def test_the_loss_falls_on_a_fixed_small_dataset(cache):
     torch.manual_seed(0)
     batches = list(loader(cache))  # two batches of augmented views, cycled

@@ -97,6 +97,33 @@ def test_finetune_options(demo_config: dict) -> None:
     assert set(random) == expected
 
 
+@pytest.mark.parametrize("optimizer", rule_args.OPTIMIZER_SECTIONS)
+def test_pretrain_options_flatten_the_chosen_optimizer_only(demo_config, optimizer) -> None:
+    cfg = copy.deepcopy(demo_config)
+    cfg["pretrain"]["optimizer"] = optimizer
+    options = rule_args.pretrain_options(cfg)
+    assert options["optimizer"] == optimizer
+    assert not set(rule_args.OPTIMIZER_SECTIONS) & set(options)
+    assert {k: options[k] for k in cfg["pretrain"][optimizer]} == cfg["pretrain"][optimizer]
+    others = {k for o in rule_args.OPTIMIZER_SECTIONS if o != optimizer for k in cfg["pretrain"][o]}
+    assert not (others - set(cfg["pretrain"][optimizer])) & set(options)
+    flags = rule_args.cli_flags(options)
+    assert f"--optimizer {optimizer}" in flags and "--base-lr" in flags
+
+
+def test_optimizer_sections_are_the_library_optimizers() -> None:
+    from fmcib_core.optim import OPTIMIZER_OPTIONS
+
+    schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
+    pretrain = schema["properties"]["pretrain"]["properties"]
+    assert pretrain["optimizer"]["enum"] == list(rule_args.OPTIMIZER_SECTIONS)
+    assert tuple(OPTIMIZER_OPTIONS) == rule_args.OPTIMIZER_SECTIONS
+    for name, options in OPTIMIZER_OPTIONS.items():  # the schema's defaults are the library's
+        section = pretrain[name]["properties"]
+        assert set(section) == {"base_lr", *options}
+        assert {k: section[k]["default"] for k in options} == options
+
+
 def custom(demo_config: dict, **entry) -> dict:
     cfg = copy.deepcopy(demo_config)
     tables = {s: f"resources/demo/task2_{s}.csv" for s in ("train", "val", "test")}

@@ -25,18 +25,39 @@ SCRIPT_KEYS = {
 NOT_PASSED = {"inits", "batch_size_random"}
 
 
-def schema_defaults(name: str) -> dict[str, object]:
+def _default(schema: dict, prop: dict) -> object:
+    """A property's default: its own, else that of the definition it refers to."""
+    if "default" in prop:
+        return prop["default"]
+    if "$ref" in prop:
+        return schema["$defs"][prop["$ref"].rsplit("/", 1)[1]].get("default")
+    return None
+
+
+def schema_defaults(name: str, argv: Sequence[str] = ()) -> dict[str, object]:
     """``{flag: default}`` of every option the workflow passes to script ``name``, from the
-    schema (the one home of defaults); empty for scripts that take no config keys."""
+    schema (the one home of defaults); empty for scripts that take no config keys.
+
+    A section of sections (``pretrain``'s optimisers) contributes the chosen one's keys only:
+    the one ``--optimizer`` in ``argv`` names, else the schema's default optimiser.
+    """
     schema = yaml.safe_load((ROOT / "schemas" / "config.schema.yaml").read_text())
     defaults = {}
     for section, key in SCRIPT_KEYS.get(name, []):
         props = schema["properties"] if section is None else schema["properties"][section]
         props = props.get("properties", props)
+        chosen = None
+        if "optimizer" in props:
+            chosen = props["optimizer"]["default"]
+            if "--optimizer" in argv:
+                chosen = argv[list(argv).index("--optimizer") + 1]
         for k in [key] if key else list(props):
-            value = props[k].get("default")
-            if "$ref" in props[k]:
-                value = schema["$defs"][props[k]["$ref"].rsplit("/", 1)[1]].get("default")
+            if "properties" in props[k]:  # an optimiser's section
+                if k == chosen:
+                    for sub, prop in props[k]["properties"].items():
+                        defaults["--" + sub.replace("_", "-")] = _default(schema, prop)
+                continue
+            value = _default(schema, props[k])
             if value is not None and k not in NOT_PASSED:
                 defaults["--" + k.replace("_", "-")] = value
     return defaults
@@ -46,7 +67,7 @@ def with_schema_defaults(name: str, argv: Sequence[str]) -> list[str]:
     """``argv`` preceded by the schema's default of each workflow-passed flag it lacks, as the
     rules would pass it."""
     missing = []
-    for flag, value in schema_defaults(name).items():
+    for flag, value in schema_defaults(name, argv).items():
         if flag not in argv and value is not False:
             missing += [flag] if value is True else [flag, str(value)]
     return [*missing, *argv]

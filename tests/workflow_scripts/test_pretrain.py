@@ -116,6 +116,32 @@ def test_pretrain_rerun_resumes_and_a_changed_argument_starts_fresh(
     assert pd.read_csv(tmp_path / "log.csv")["lr"].iloc[0] == pytest.approx(scaled_lr(0.6, 4))
 
 
+def test_pretrain_with_adamw_and_warmup(scripts, cache, tmp_path):
+    args = pretrain_args(cache, tmp_path, "--optimizer", "adamw", "--warmup-steps", "1")
+    assert scripts["pretrain"].main(args) == 0
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4) / 2)  # warm-up: lr * 1 / 2
+    assert log["lr"].iloc[1] == pytest.approx(scaled_lr(0.3, 4))  # the cosine's first step
+    checkpoint = torch.load(tmp_path / "ssl.ckpt", map_location="cpu", weights_only=True)
+    assert "betas" in checkpoint["optimizer_states"][0]["param_groups"][0]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--optimizer", "adamw", "--trust-coefficient", "0.001"], "not trust_coefficient"),
+        (["--optimizer", "lars", "--nesterov"], "not nesterov"),
+        (["--warmup-steps", "2"], "below the run's 2 optimiser steps"),
+    ],
+)
+def test_pretrain_refuses_options_of_another_optimizer(
+    scripts, cache, tmp_path, capsys, extra, message
+):
+    assert scripts["pretrain"].main(pretrain_args(cache, tmp_path, *extra)) == 1
+    assert message in capsys.readouterr().err
+    assert sorted(tmp_path.iterdir()) == []
+
+
 def test_pretrain_refuses_fewer_lesions_than_one_global_batch(scripts, cache, tmp_path, capsys):
     args = pretrain_args(cache, tmp_path, "--batch-size", "5", "--devices", "2")
     assert scripts["pretrain"].main(args) == 1
