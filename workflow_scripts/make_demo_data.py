@@ -1,7 +1,7 @@
 """Write the synthetic CT demo data set (volumes and lesion tables of all tasks) into a new folder.
 
 Usage: python workflow_scripts/make_demo_data.py --out DIR [--seed N] [--scale demo|medium|full]
-[--n-cases N] [-v]
+[--n-cases N] [--n-pretrain-cases N] [-v]
 
 Everything is generated in a temporary sibling of DIR that is renamed to DIR at the end, so a
 failed or interrupted run leaves no DIR behind. DIR must not exist yet (or be an empty folder).
@@ -28,7 +28,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="folder to create")
     parser.add_argument("--seed", type=int, default=0, help="random seed (>= 0)")
     parser.add_argument("--scale", choices=SCALES, default="demo", help="size preset")
-    parser.add_argument("--n-cases", type=int, help="number of cases (>= 3); default: the scale's")
+    parser.add_argument("--n-cases", type=int, help="labelled cases (>= 3); default: the scale's")
+    parser.add_argument(
+        "--n-pretrain-cases", type=int, help="pretraining-only cases (>= 1); default 1.25 x n-cases"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
 
@@ -47,6 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 seed=args.seed,
                 scale=args.scale,
                 n_cases=args.n_cases,
+                n_pretrain_cases=args.n_pretrain_cases,
                 progress=sys.stderr.isatty(),
             )
     except ValueError as err:

@@ -1,13 +1,14 @@
 """The synthetic CT demo data set: cases to lesion rows to the tables of all tasks, on disk.
 
-``make_demo_dataset`` draws, renders and writes every case from its own generator, splits the
-cases into train, val and test, and writes the pretraining table and the three tasks' tables
-(columns of docs/method.md section 1).
+``make_demo_dataset`` draws, renders and writes every case from its own generator: labelled cases,
+split into train, val and test for the three tasks' tables, and more pretraining-only cases for
+the unlabelled pretraining table (columns of docs/method.md section 1).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,26 @@ from fmcib_core.io.atomic import atomic_path
 
 log = logging.getLogger(__name__)
 
+# Pretraining-only cases per labelled case when not given: more pretraining patients than
+# labelled ones, as in the paper.
+_PRETRAIN_CASES_PER_LABELLED = 1.25
 
-def _make_case(index: int, seed: int, spec: _ScaleSpec, width: int, images: Path) -> list[dict]:
-    """Generate, render and write one case; return its lesions' table rows."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0, index)))
+
+def _make_case(
+    index: int, seed: int, spec: _ScaleSpec, width: int, images: Path, *, pretrain: bool = False
+) -> list[dict]:
+    """Generate, render and write one case; return its lesions' table rows.
+
+    A labelled case (``case_NNN``) draws from ``SeedSequence(seed, spawn_key=(0, index))``, a
+    pretraining-only case (``pre_NNN``) from ``spawn_key=(2, index)``: the two sets never share a
+    patient, and neither depends on how many of the other there are.
+    """
+    rng = np.random.default_rng(
+        np.random.SeedSequence(seed, spawn_key=(2 if pretrain else 0, index))
+    )
     case = _draw_case(index, spec, rng, width)
+    if pretrain:
+        case.case_id = case.case_id.replace("case_", "pre_", 1)
     n_extra = rng.integers(*spec.extra_lesions, endpoint=True)
     kinds = [*rng.permutation(len(_Kind)), *rng.integers(0, len(_Kind), n_extra)]
     lesions: list[_Lesion] = []
@@ -49,21 +65,24 @@ def _make_case(index: int, seed: int, spec: _ScaleSpec, width: int, images: Path
 
 
 def _split_of_cases(n_cases: int, seed: int) -> list[str]:
-    """Case-level split: 20% val, 20% test (at least one case each), the rest train."""
+    """Case-level split of the labelled cases: 20% val, 40% test (at least one case each), the
+    rest train (at least one). The test split is the largest held-out part so that its metrics'
+    confidence intervals are narrow enough to compare feature sources."""
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
-    n_held = max(1, round(0.2 * n_cases))
+    n_val = max(1, round(0.2 * n_cases))
+    n_test = min(max(1, round(0.4 * n_cases)), n_cases - n_val - 1)
     split = np.full(n_cases, "train", dtype=object)
     order = rng.permutation(n_cases)
-    split[order[:n_held]], split[order[n_held : 2 * n_held]] = "val", "test"
+    split[order[:n_val]], split[order[n_val : n_val + n_test]] = "val", "test"
     return split.tolist()
 
 
 def _tables(rows: list[dict]) -> dict[str, pd.DataFrame]:
-    """The pretraining table (train cases) and the three splits of the three tasks."""
+    """The pretraining table (the pretraining-only cases) and the three splits of the tasks."""
     lesions = pd.DataFrame(rows)
     common = ["image_path", "coordX", "coordY", "coordZ", "case_id", "lesion_id"]
     extra = ["split", "lesion_type", "diameter_mm"]
-    tables = {"pretrain": lesions.loc[lesions["split"] == "train", common]}
+    tables = {"pretrain": lesions.loc[lesions["split"] == "pretrain", common]}
     for split in ("train", "val", "test"):
         part = lesions[lesions["split"] == split]
         tables[f"task1_{split}"] = part[[*common, *extra, "Coarse_lesion_type"]]
@@ -80,6 +99,7 @@ def make_demo_dataset(
     seed: int = 0,
     scale: str = "demo",
     n_cases: int | None = None,
+    n_pretrain_cases: int | None = None,
     progress: bool = False,
 ) -> dict[str, Path]:
     """Write synthetic CT volumes and lesion tables for the three FMCIB tasks.
@@ -91,8 +111,10 @@ def make_demo_dataset(
     and whose ``coordX/Y/Z`` are lesion centres in world millimetres, LPS.
 
     Tables and labels:
-      - ``pretrain.csv``: the lesions of the train cases, unlabelled (image_path, coordX,
-        coordY, coordZ, case_id, lesion_id).
+      - ``pretrain.csv``: the lesions of the pretraining-only cases ``pre_NNN``, unlabelled
+        (image_path, coordX, coordY, coordZ, case_id, lesion_id). These patients are more than
+        the labelled ones and none of them is in a task table, as in the paper, where the
+        pretraining lesions (11,467) outnumber Task 1's and come from other patients.
       - ``task{1,2,3}_{train,val,test}.csv``: those columns plus ``split``, ``lesion_type``
         (name) and ``diameter_mm``, then the labels. Task 1 ``Coarse_lesion_type`` (0..7,
         ``LESION_TYPES``: DeepLesion's coarse types minus one); every case holds one lesion of
@@ -107,7 +129,8 @@ def make_demo_dataset(
         730 days (observed time > 730), 0 when death was observed at or before 730 days.
         Lesions censored at or before 730 days have an unknown 2-year status and are left out
         of the Task 3 tables (they stay in Tasks 1 and 2).
-    Splits are case-disjoint (20% val, 20% test, the rest train); all tasks share them.
+    The labelled cases ``case_NNN`` are split case-disjointly (20% val, 40% test, the rest
+    train); all tasks share the split.
 
     Every case draws from its own generator (``SeedSequence(seed, spawn_key=(0, index))``), so
     a case does not depend on generation order or on ``n_cases``; the same seed gives identical
@@ -116,10 +139,12 @@ def make_demo_dataset(
     Args:
         out_dir: folder to write into (created if needed).
         seed: non-negative seed.
-        scale: ``"demo"`` (28 cases of 128-192 x 128-192 x 30-70 voxels, in-plane 0.7-0.9 mm,
-            slices 1.25-5 mm), ``"medium"`` (96 such cases) or ``"full"`` (3 cases of
+        scale: ``"demo"`` (40 labelled cases of 128-192 x 128-192 x 30-70 voxels, in-plane
+            0.7-0.9 mm, slices 1.25-5 mm), ``"medium"`` (96 such cases) or ``"full"`` (3 cases of
             512 x 512 x ~300 voxels at ~0.7 x 0.7 x 1.25 mm; for benchmarks).
-        n_cases: overrides the scale's number of cases (at least 3: one per split).
+        n_cases: overrides the scale's number of labelled cases (at least 3: one per split).
+        n_pretrain_cases: number of pretraining-only cases (at least 1); default
+            ``ceil(1.25 * n_cases)``, more patients than all the labelled ones.
         progress: show a progress bar over cases.
 
     Returns:
@@ -127,7 +152,7 @@ def make_demo_dataset(
         ``images`` -> the image folder.
 
     Raises:
-        ValueError: unknown scale, fewer than 3 cases, or a negative seed.
+        ValueError: unknown scale, fewer than 3 cases or no pretraining case, or a negative seed.
     """
     if scale not in _SPECS:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
@@ -135,23 +160,33 @@ def make_demo_dataset(
     n_cases = spec.n_cases if n_cases is None else int(n_cases)
     if n_cases < 3:
         raise ValueError(f"n_cases must be at least 3 (one case per split); got {n_cases}")
+    if n_pretrain_cases is None:
+        n_pretrain_cases = math.ceil(_PRETRAIN_CASES_PER_LABELLED * n_cases)
+    n_pretrain_cases = int(n_pretrain_cases)
+    if n_pretrain_cases < 1:
+        raise ValueError(f"n_pretrain_cases must be at least 1; got {n_pretrain_cases}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative; got {seed}")
     out_dir = Path(out_dir)
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
-    width = max(3, len(str(n_cases - 1)))
+    width = max(3, len(str(max(n_cases, n_pretrain_cases) - 1)))
     splits = _split_of_cases(n_cases, seed)
+    jobs = [(i, False, splits[i]) for i in range(n_cases)]
+    jobs += [(i, True, "pretrain") for i in range(n_pretrain_cases)]
     rows = []
-    for index in tqdm(range(n_cases), desc="synthetic cases", unit="case", disable=not progress):
-        case_rows = _make_case(index, seed, spec, width, images)
-        rows += [{**row, "split": splits[index]} for row in case_rows]
+    for index, pretrain, split in tqdm(
+        jobs, desc="synthetic cases", unit="case", disable=not progress
+    ):
+        case_rows = _make_case(index, seed, spec, width, images, pretrain=pretrain)
+        rows += [{**row, "split": split} for row in case_rows]
     paths: dict[str, Path] = {}
     for name, table in _tables(rows).items():
         paths[name] = out_dir / f"{name}.csv"
         with atomic_path(paths[name]) as tmp:
             table.to_csv(tmp, index=False)
     log.info(
-        "wrote %d cases, %d lesions and %d tables to %s", n_cases, len(rows), len(paths), out_dir
-    )
+        "wrote %d labelled and %d pretraining cases, %d lesions and %d tables to %s",
+        n_cases, n_pretrain_cases, len(rows), len(paths), out_dir,
+    )  # fmt: skip
     return {**paths, "images": images}

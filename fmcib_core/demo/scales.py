@@ -1,7 +1,8 @@
 """Size presets of the synthetic demo data set: number of cases, voxel grid, spacing, lesions.
 
-``SCALES`` names them: ``"demo"`` (28 small cases), ``"medium"`` (96 such cases) and ``"full"``
-(3 full-size 512 x 512 x ~300 cases, for benchmarks).
+``SCALES`` names them: ``"demo"`` (40 small labelled cases), ``"medium"`` (96 such cases) and
+``"full"`` (3 full-size 512 x 512 x ~300 cases, for benchmarks); each adds pretraining-only cases
+(``fmcib_core.demo.dataset``).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ class _ScaleSpec:
 
 
 _DEMO = _ScaleSpec(
-    n_cases=28,
+    n_cases=40,
     inplane=(128, 192),
     fov_mm=(120, 160),
     spacing_xy=(0.7, 0.9),

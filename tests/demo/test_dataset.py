@@ -63,6 +63,7 @@ def test_returns_every_table_and_the_image_folder(small) -> None:
     assert set(small) == {"pretrain", "images", *TASK_TABLES}
     assert all(path.is_file() for name, path in small.items() if name != "images")
     assert len(list(small["images"].glob("case_*.nii.gz"))) == 4
+    assert len(list(small["images"].glob("pre_*.nii.gz"))) == 5
     leftovers = [p for p in small["images"].parent.rglob("*") if ".tmp-" in p.name]
     assert leftovers == []
 
@@ -88,12 +89,16 @@ def test_tables_have_the_real_columns_and_valid_labels(small, name) -> None:
         assert set(table["lesion_type"]) <= set(LESION_TYPES)
 
 
-def test_splits_are_case_disjoint_and_pretraining_uses_train_cases(small) -> None:
+def test_splits_are_case_disjoint_and_pretraining_uses_more_other_patients(small) -> None:
     cases = {s: set(pd.read_csv(small[f"task1_{s}"])["case_id"]) for s in SPLITS}
     assert all(cases[s] for s in SPLITS)
     assert not (cases["train"] & cases["val"] or cases["train"] & cases["test"])
     assert not cases["val"] & cases["test"]
-    assert set(pd.read_csv(small["pretrain"])["case_id"]) == cases["train"]
+    labelled = cases["train"] | cases["val"] | cases["test"]
+    pretrain = set(pd.read_csv(small["pretrain"])["case_id"])
+    assert not pretrain & labelled  # no labelled patient, test patients least of all
+    assert len(pretrain) == 5 > len(labelled) == 4  # ceil(1.25 x 4) pretraining-only patients
+    assert all(case.startswith("pre_") for case in pretrain)
     for task in (2, 3):
         for split in SPLITS:
             assert set(pd.read_csv(small[f"task{task}_{split}"])["case_id"]) <= cases[split]
@@ -201,6 +206,7 @@ def test_same_seed_gives_identical_data_and_another_seed_differs(small, tmp_path
         ({"scale": "huge"}, "scale must be one of demo, medium, full"),
         ({"n_cases": 2}, "n_cases must be at least 3"),
         ({"seed": -1}, "seed must be non-negative"),
+        ({"n_pretrain_cases": 0}, "n_pretrain_cases must be at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, message) -> None:
@@ -227,7 +233,7 @@ def test_an_interrupted_run_leaves_no_table(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.parametrize(("scale", "n_cases", "shape_lo", "shape_hi"), [
-    ("demo", 28, (30, 128, 128), (70, 192, 192)),
+    ("demo", 40, (30, 128, 128), (70, 192, 192)),
     ("medium", 96, (30, 128, 128), (70, 192, 192)),
     ("full", 3, (280, 512, 512), (320, 512, 512)),
 ])  # fmt: skip

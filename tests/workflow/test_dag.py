@@ -104,7 +104,7 @@ def test_published_weights_skip_pretraining(tmp_path: Path) -> None:
 # Distinct non-default values of every key a script receives, to find them in its command line.
 KEY_VALUES = {
     None: {"seed": 5, "backbone": "resnet18", "patch_size": 40, "accelerator": "gpu"},
-    "demo": {"scale": "medium", "seed": 4, "n_cases": 9},
+    "demo": {"scale": "medium", "seed": 4, "n_cases": 9, "n_pretrain_cases": 12},
     "pretrain": {
         "loss": "ntxent_mined",
         "temperature": 0.37,
