@@ -24,6 +24,7 @@ from workflow_scripts.rule_args import (
 )
 from workflow_scripts.targets import (
     FEATURE_DIRS,
+    HANDCRAFTED_DIR,
     LINEAR_EVAL_NAMES,
     SUPERVISED_WEIGHTS,
     all_targets,

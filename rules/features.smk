@@ -1,4 +1,5 @@
-# Feature extraction (docs/method.md section 6): the foundation backbone, and a random-init control.
+# Feature extraction (docs/method.md section 6): the foundation backbone, a random-init control,
+# and the handcrafted lesion descriptor (a non-learned baseline).
 
 
 rule extract_features:
@@ -34,3 +35,27 @@ rule extract_features:
     shell:
         "python {input.script:q} --table {input.table:q} {params.weights} {params.opts}"
         " --out {output.features:q} {params.csv} 2> {log:q}"
+
+
+rule handcrafted_features:
+    input:
+        script=script("handcrafted_features"),
+        table=task_table,
+        report="results/validation/{task}_{split}.json",
+    output:
+        features=f"results/{{task}}/{HANDCRAFTED_DIR}/{{split}}.parquet",
+    log:
+        "logs/handcrafted_features/{task}_{split}.log",
+    benchmark:
+        "results/benchmarks/handcrafted_features/{task}_{split}.tsv"
+    conda:
+        ENV
+    threads: 1
+    resources:
+        mem_mb=config["resources"]["cpu_mem_mb"],
+        runtime=config["resources"]["cpu_runtime"],
+    params:
+        csv=lambda wc, output: csv_flag(output.features, config["features"]["csv"]),
+    shell:
+        "python {input.script:q} --table {input.table:q} --out {output.features:q}"
+        " {params.csv} 2> {log:q}"

@@ -28,7 +28,7 @@ from fmcib_core.io.atomic import atomic_path
 from fmcib_core.io.features import FeatureTableError, read_features
 
 log = logging.getLogger("linear_eval")
-SOURCES = ("foundation", "random-init", "published")
+SOURCES = ("foundation", "random-init", "published", "handcrafted")
 PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna", "lifelines", "torch")
 
 

@@ -16,6 +16,7 @@ from workflow_scripts.config_tables import configured_tasks, table_paths, task_s
 
 __all__ = [
     "FEATURE_DIRS",
+    "HANDCRAFTED_DIR",
     "LINEAR_EVAL_NAMES",
     "PRETRAINED",
     "SUPERVISED_WEIGHTS",
@@ -29,9 +30,15 @@ __all__ = [
     "missing_tables",
 ]
 
-# Output folder of each feature source and the linear-evaluation file name made from it.
+# Output folder of each backbone's features (rule extract_features), of the handcrafted
+# descriptor (rule handcrafted_features), and the linear-evaluation file name made from each.
 FEATURE_DIRS = {"foundation": "features", "random-init": "features_random-init"}
-LINEAR_EVAL_NAMES = {"features": "linear_eval", "features_random-init": "linear_eval_random-init"}
+HANDCRAFTED_DIR = "features_handcrafted"
+LINEAR_EVAL_NAMES = {
+    "features": "linear_eval",
+    "features_random-init": "linear_eval_random-init",
+    HANDCRAFTED_DIR: "linear_eval_handcrafted",
+}
 PRETRAINED = "results/pretrain/model_weights.torch"
 # The `supervised` initialisation: the backbone of the first paper task's random-init model.
 SUPERVISED_SOURCE = TASKS[1]
@@ -57,7 +64,9 @@ def features_of(linear_eval_name: str) -> str:
 
 def feature_source(config: Config, folder: str) -> str:
     """The ``--source`` of a feature folder's linear evaluation."""
-    return foundation_source(config) if folder == FEATURE_DIRS["foundation"] else "random-init"
+    if folder == FEATURE_DIRS["foundation"]:
+        return foundation_source(config)
+    return "handcrafted" if folder == HANDCRAFTED_DIR else "random-init"
 
 
 def finetune_inits(config: Config, task_key: str) -> list[str]:
@@ -72,10 +81,13 @@ def finetune_inits(config: Config, task_key: str) -> list[str]:
 
 
 def feature_dirs(config: Config) -> list[str]:
-    """Feature output folders per task: foundation, plus the random-init control if enabled."""
+    """Feature output folders per task: foundation, plus the random-init control and the
+    handcrafted descriptor where enabled."""
     dirs = [FEATURE_DIRS["foundation"]]
     if config["features"]["random_init_control"]:
         dirs.append(FEATURE_DIRS["random-init"])
+    if config["features"].get("handcrafted", True):
+        dirs.append(HANDCRAFTED_DIR)
     return dirs
 
 

@@ -42,6 +42,7 @@ SOURCE_NAMES = {
     ("linear", "foundation"): "Linear, foundation-model features",
     ("linear", "published"): "Linear, published-model features",
     ("linear", "random-init"): "Linear, random-init features (control)",
+    ("linear", "handcrafted"): "Linear, handcrafted descriptor (baseline)",
     ("finetune", "random"): "Fine-tuned, random init",
     ("finetune", "supervised"): "Fine-tuned, supervised init",
     ("finetune", "foundation"): "Fine-tuned, foundation init",

@@ -46,6 +46,7 @@ def test_dry_run_shows_the_whole_chain(tmp_path: Path) -> None:
         "finetune",
         "extract_features",
         "linear_eval",
+        "handcrafted_features",
         "report",
     ):
         assert rule in out
@@ -152,6 +153,7 @@ CONSUMED = {
     ("finetune", "batch_size_random"): "--batch-size of random-init jobs (checked below)",
     ("features", "random_init_control"): "whether the random-init feature jobs exist",
     ("features", "csv"): "--csv beside the parquet (checked below)",
+    ("features", "handcrafted"): "whether the handcrafted-descriptor jobs exist",
     ("pretrain", "lars"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
 }

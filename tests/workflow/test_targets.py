@@ -59,6 +59,18 @@ def test_all_targets_cover_every_task(demo_config: dict) -> None:
     assert not any("random-init" in t for t in targets.all_targets(cfg))
 
 
+def test_the_handcrafted_baseline_is_a_feature_source(demo_config: dict) -> None:
+    all_ = targets.all_targets(demo_config)
+    assert "results/task2/features_handcrafted/val.parquet" in all_
+    assert "results/task3/linear_eval_handcrafted.json" in all_
+    assert targets.feature_dirs(demo_config)[-1] == targets.HANDCRAFTED_DIR
+    assert targets.feature_source(demo_config, targets.HANDCRAFTED_DIR) == "handcrafted"
+    assert targets.features_of("linear_eval_handcrafted") == targets.HANDCRAFTED_DIR
+    cfg = copy.deepcopy(demo_config)
+    cfg["features"]["handcrafted"] = False
+    assert not any("handcrafted" in t for t in targets.all_targets(cfg))
+
+
 def test_missing_tables_named_by_key(demo_config: dict, tmp_path: Path) -> None:
     assert targets.missing_tables(demo_config) == []  # the demo rule makes them
     cfg = copy.deepcopy(demo_config)
