@@ -30,6 +30,7 @@ from workflow_scripts.targets import (
     all_targets,
     feature_dirs,
     feature_source,
+    feature_sources,
     features_of,
     finetune_inits,
     foundation_weights,
@@ -111,6 +112,16 @@ def linear_eval_features(wildcards):
     }
 
 
+def data_efficiency_features(wildcards):
+    return {
+        split: [
+            f"results/{wildcards.task}/{folder}/{split}.parquet"
+            for folder in feature_dirs(config)
+        ]
+        for split in task_splits(config, wildcards.task)
+    }
+
+
 def report_inputs(wildcards):
     files = {"linear_eval": [], "finetune": []}
     for task in TASKS:
@@ -120,6 +131,9 @@ def report_inputs(wildcards):
             )
         for init in finetune_inits(config, task):
             files["finetune"].append(f"results/{task}/finetune_{init}/metrics.json")
+        files.setdefault("data_efficiency", []).append(
+            f"results/{task}/data_efficiency.json"
+        )
     if not config.get("pretrained_weights"):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
     if preview_table(config):

@@ -30,10 +30,13 @@ rule report:
         ),
         linear_eval=lambda wc, input: list_flag("linear_eval", input.linear_eval),
         finetune=lambda wc, input: list_flag("finetune", input.finetune),
+        data_efficiency=lambda wc, input: list_flag(
+            "data_efficiency", input.get("data_efficiency", [])
+        ),
         config_json=lambda wc: json.dumps(config, sort_keys=True),
         patch_size=config["patch_size"],
     shell:
-        "python {input.script:q} {params.linear_eval} {params.finetune}"
+        "python {input.script:q} {params.linear_eval} {params.finetune} {params.data_efficiency}"
         " {params.ssl_log} {params.preview}"
         " --patch-size {params.patch_size} --config-json {params.config_json:q}"
         " --out {output.html:q} 2> {log:q}"

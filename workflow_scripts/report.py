@@ -1,7 +1,8 @@
 """Build the HTML report: result table with CIs, ROC curves, SSL curves, patch previews, config.
 
 Usage: python workflow_scripts/report.py --linear-eval J [J ...] --finetune [M ...]
-    [--ssl-log CSV] [--preview-table TABLE] --patch-size N --config-json JSON --out HTML [-v]
+    [--data-efficiency D ...] [--ssl-log CSV] [--preview-table TABLE] --patch-size N
+    --config-json JSON --out HTML [-v]
 
 Every input is read before anything is written; on any error the problems are logged, the exit
 status is 1 and no report is written.
@@ -31,6 +32,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--finetune", nargs="*", default=[], metavar="JSON", help="fine-tuning metrics.json files"
     )
+    parser.add_argument(
+        "--data-efficiency", nargs="*", default=[], metavar="JSON",
+        help="data-efficiency results (one per task)",
+    )  # fmt: skip
     parser.add_argument("--ssl-log", help="SSL training log (CSV); absent with published weights")
     parser.add_argument("--preview-table", help="lesion table to preview patches of (optional)")
     parser.add_argument("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
@@ -56,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             preview_table=args.preview_table,
             patch_size=args.patch_size,
             config=config,
+            data_efficiency=args.data_efficiency,
         )
         with atomic_path(args.out) as tmp:
             tmp.write_text(page, encoding="utf-8")

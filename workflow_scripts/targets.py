@@ -23,6 +23,7 @@ __all__ = [
     "all_targets",
     "feature_dirs",
     "feature_source",
+    "feature_sources",
     "features_of",
     "finetune_inits",
     "foundation_source",
@@ -91,6 +92,11 @@ def feature_dirs(config: Config) -> list[str]:
     return dirs
 
 
+def feature_sources(config: Config) -> list[str]:
+    """The source name of each folder of :func:`feature_dirs`, in that order."""
+    return [feature_source(config, folder) for folder in feature_dirs(config)]
+
+
 def all_targets(config: Config) -> list[str]:
     """Every final output of `rule all`."""
     targets = [f"results/validation/{key}.json" for key in table_paths(config)]
@@ -102,6 +108,7 @@ def all_targets(config: Config) -> list[str]:
         for folder in feature_dirs(config):
             targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
             targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
+        targets.append(f"{base}/data_efficiency.json")
     targets.append("results/report/report.html")
     return targets
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,6 +131,36 @@ def ssl_figure(ssl_log: pd.DataFrame) -> Figure:
         ax.set_xlabel("Optimizer step")
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
+    return fig
+
+
+def data_efficiency_figure(
+    title: str, results: pd.DataFrame, metric: str, names: Mapping[str, str]
+) -> Figure:
+    """Test metric against the fraction of training data, one line per source, 95% CI bands.
+
+    Args:
+        title: the axes title.
+        results: rows of ``fraction``, ``source``, ``n_train``, ``value``, ``ci_low``, ``ci_high``.
+        metric: the metric's name on the y axis.
+        names: legend name of each source (others are shown by their own name).
+    """
+    fig = _figure(6.0, 4.2)
+    ax = fig.add_subplot()
+    for source, rows in results.groupby("source", sort=False):
+        rows = rows.sort_values("fraction")
+        line = ax.plot(rows["fraction"], rows["value"], marker="o", linewidth=1.6,
+                       label=names.get(source, source))[0]  # fmt: skip
+        ax.fill_between(rows["fraction"], rows["ci_low"], rows["ci_high"],
+                        color=line.get_color(), alpha=0.15, linewidth=0)  # fmt: skip
+    fractions = sorted(results["fraction"].unique())
+    n_train = results.groupby("fraction")["n_train"].max()
+    ax.set_xscale("log")
+    ax.set_xticks(fractions, [f"{f:g}\n(n={n_train[f]})" for f in fractions])
+    ax.minorticks_off()
+    ax.set(title=title, xlabel="Fraction of the training table (rows used)", ylabel=metric)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
     return fig
 
 

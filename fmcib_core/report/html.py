@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from fmcib_core._version import __version__
 from fmcib_core.report.figures import (
     CT_WINDOW,
+    data_efficiency_figure,
     patch_figure,
     png_img,
     roc_curve_of,
@@ -33,7 +34,10 @@ from fmcib_core.report.figures import (
 )
 from fmcib_core.report.load import (
     DASH,
+    SOURCE_NAMES,
+    DataEfficiency,
     Evaluation,
+    load_data_efficiency,
     load_evaluation,
     load_ssl_log,
     preview_patches,
@@ -161,6 +165,24 @@ def _roc_section(evaluations: Sequence[Evaluation]) -> str:
     return "".join(blocks) or _note("No evaluation results were given, so there are no curves.")
 
 
+def _data_efficiency_section(studies: Sequence[DataEfficiency]) -> str:
+    if not studies:
+        return _note("No data-efficiency results were given.")
+    names = {source: name for (kind, source), name in SOURCE_NAMES.items() if kind == "linear"}
+    blocks = []
+    for study in sorted(studies, key=lambda d: task_order(d.task)):
+        name, metric = task_name(study.task), METRIC_NAMES.get(study.metric, study.metric)
+        caption = (
+            f"{name} ({study.label}): linear evaluation trained on nested, stratified fractions "
+            f"of the training table (x axis, log scale; rows used below each fraction), {metric} "
+            "on the whole test set with its 95% bootstrap CI as a band; C is chosen on the whole "
+            "validation set. One line per feature source."
+        )
+        fig = data_efficiency_figure(f"{name}: {study.label}", study.results, metric, names)
+        blocks.append(_figure_block(fig, f"Data efficiency, task {study.task}", caption))
+    return "".join(blocks)
+
+
 def _ssl_section(ssl_log: pd.DataFrame | None) -> str:
     if ssl_log is None:
         return _note(
@@ -212,6 +234,7 @@ def render_report(
     patch_size: int,
     config: Any,
     created: datetime,
+    data_efficiency: Sequence[DataEfficiency] = (),
 ) -> str:
     """Assemble the HTML page from loaded inputs (see :func:`build_report`)."""
     evaluations = sorted(evaluations, key=lambda e: e.order)
@@ -224,10 +247,12 @@ def render_report(
         "fine-tuning. A dash marks a value that is not available. " + PAPER_NOTE
     )
     config_text = yaml.safe_dump(config, sort_keys=True, default_flow_style=False, width=100)
-    inputs = "".join(f"<li><code>{html.escape(str(e.path))}</code></li>" for e in evaluations)
+    paths = [e.path for e in evaluations] + [d.path for d in data_efficiency]
+    inputs = "".join(f"<li><code>{html.escape(str(p))}</code></li>" for p in paths)
     sections = [
         ("Results", f"{table}{_note(table_caption)}"),
         ("ROC curves", _roc_section(evaluations)),
+        ("Data efficiency", _data_efficiency_section(data_efficiency)),
         ("Self-supervised pretraining", _ssl_section(ssl_log)),
         ("Patch previews", _preview_section(previews, patch_size)),
         ("Configuration", f"<pre>{html.escape(config_text)}</pre>"),
@@ -255,6 +280,7 @@ def build_report(
     config: Any,
     n_previews: int = 8,
     created: datetime | None = None,
+    data_efficiency: Sequence[str | Path] = (),
 ) -> str:
     """Read every input, then return the report as one self-contained HTML page.
 
@@ -268,6 +294,7 @@ def build_report(
         config: the workflow configuration, shown as YAML.
         n_previews: lesions to preview.
         created: the time stamp shown (default: now).
+        data_efficiency: data-efficiency JSONs (``results/<task>/data_efficiency.json``).
 
     Raises:
         ReportError: an unreadable or malformed result file or SSL log.
@@ -275,6 +302,7 @@ def build_report(
     """
     evaluations = [load_evaluation(p, "linear") for p in linear_eval]
     evaluations += [load_evaluation(p, "finetune") for p in finetune]
+    studies = [load_data_efficiency(p) for p in data_efficiency]
     log_table = load_ssl_log(ssl_log) if ssl_log is not None else None
     previews = preview_patches(preview_table, patch_size, n_previews) if preview_table else None
     log.info(
@@ -290,4 +318,5 @@ def build_report(
         patch_size=patch_size,
         config=config,
         created=created or datetime.now().astimezone(),
+        data_efficiency=studies,
     )

@@ -28,6 +28,8 @@ __all__ = [
     "SSL_COLUMNS",
     "Evaluation",
     "ReportError",
+    "DataEfficiency",
+    "load_data_efficiency",
     "load_evaluation",
     "load_ssl_log",
     "preview_patches",
@@ -229,3 +231,62 @@ def _format_label(value: object) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+@dataclass(frozen=True)
+class DataEfficiency:
+    """One task's data-efficiency results (``results/<task>/data_efficiency.json``).
+
+    Attributes:
+        path: the JSON file.
+        task: 1, 2 or 3 for the paper's tasks, else the custom task's name.
+        label: the label column.
+        metric: the test metric's name (``mean_average_precision``, ``roc_auc``, ...).
+        results: one row per (fraction, source): ``fraction``, ``source``, ``n_train``,
+            ``value``, ``ci_low``, ``ci_high`` (None where undefined).
+    """
+
+    path: Path
+    task: int | str
+    label: str
+    metric: str
+    results: pd.DataFrame
+
+
+_DATA_EFFICIENCY_COLUMNS = ("fraction", "source", "n_train", "value", "ci_low", "ci_high")
+
+
+def load_data_efficiency(path: str | Path) -> DataEfficiency:
+    """Read a data-efficiency JSON of workflow_scripts/data_efficiency.py.
+
+    Raises:
+        ReportError: unreadable, not JSON, or without its task, label, metric or result rows.
+    """
+    path = Path(path)
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ReportError(f"{path}: cannot read data-efficiency results: {err}") from err
+    missing = [k for k in ("task", "label", "metric", "results") if k not in summary]
+    if missing:
+        raise ReportError(f"{path}: data-efficiency results lack {', '.join(missing)}")
+    rows = summary["results"]
+    if (
+        not isinstance(rows, list)
+        or not rows
+        or not all(isinstance(r, dict) and set(_DATA_EFFICIENCY_COLUMNS) <= set(r) for r in rows)
+    ):
+        raise ReportError(
+            f"{path}: 'results' must be a non-empty list of rows with "
+            f"{', '.join(_DATA_EFFICIENCY_COLUMNS)}"
+        )
+    table = pd.DataFrame(rows)[list(_DATA_EFFICIENCY_COLUMNS)]
+    for column in ("fraction", "value", "ci_low", "ci_high"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype(float)
+    return DataEfficiency(
+        path=path,
+        task=summary["task"],
+        label=str(summary["label"]),
+        metric=str(summary["metric"]),
+        results=table,
+    )

@@ -18,6 +18,7 @@ from fmcib_core.report import (
     Evaluation,
     ReportError,
     format_metric,
+    load_data_efficiency,
     load_evaluation,
     load_ssl_log,
     patch_figure,
@@ -281,3 +282,44 @@ def test_bad_custom_tasks_are_rejected_naming_the_file(tmp_path, body, expected)
     with pytest.raises(ReportError, match=re.escape(expected)) as info:
         load_evaluation(path, "linear")
     assert str(info.value).startswith(str(path))
+
+
+def _write_data_efficiency(path: Path, **changes) -> Path:
+    rows = [
+        {"fraction": f, "source": s, "n_train": int(200 * f), "metric": "roc_auc",
+         "value": v, "ci_low": v - 0.1, "ci_high": v + 0.1, "best_C": 1.0}
+        for f, s, v in ((0.1, "foundation", 0.7), (0.1, "random-init", 0.6),
+                        (1.0, "foundation", 0.8), (1.0, "random-init", 0.65))
+    ]  # fmt: skip
+    body = {"task": 2, "label": "malignancy", "metric": "roc_auc", "results": rows} | changes
+    path.write_text(json.dumps(body))
+    return path
+
+
+def test_data_efficiency_loads_and_draws_one_figure_per_task(tmp_path):
+    study = load_data_efficiency(_write_data_efficiency(tmp_path / "data_efficiency.json"))
+    assert (study.task, study.label, study.metric) == (2, "malignancy", "roc_auc")
+    assert study.results["fraction"].tolist() == [0.1, 0.1, 1.0, 1.0]
+    page = render_report([], ssl_log=None, previews=None, patch_size=16, config={},
+                         created=CREATED, data_efficiency=[study])  # fmt: skip
+    assert page.count("<img ") == 1 and 'alt="Data efficiency, task 2"' in page
+    assert "nested, stratified fractions" in page and str(study.path) in page
+    empty = render_report([], ssl_log=None, previews=None, patch_size=16, config={},
+                          created=CREATED)  # fmt: skip
+    assert "No data-efficiency results were given" in empty
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"metric": None, "results": []}, "non-empty list"),
+        ({"results": [{"fraction": 1}]}, "rows with"),
+    ],
+)
+def test_malformed_data_efficiency_is_rejected(tmp_path, changes, expected):
+    path = _write_data_efficiency(tmp_path / "d.json", **changes)
+    with pytest.raises(ReportError, match=expected):
+        load_data_efficiency(path)
+    path.write_text("{")
+    with pytest.raises(ReportError, match="cannot read"):
+        load_data_efficiency(path)

@@ -47,6 +47,7 @@ def test_dry_run_shows_the_whole_chain(tmp_path: Path) -> None:
         "extract_features",
         "linear_eval",
         "handcrafted_features",
+        "data_efficiency",
         "report",
     ):
         assert rule in out
@@ -131,6 +132,7 @@ KEY_VALUES = {
     },
     "features": {"batch_size": 21, "precision": "bf16", "csv": True},
     "linear_eval": {"trials": 23, "cv_folds": 4, "bootstrap": 77},
+    "data_efficiency": {"fractions": [0.2, 0.7]},
 }
 SECTION_SCRIPT = {
     "demo": ["make_demo_data"],
@@ -138,6 +140,7 @@ SECTION_SCRIPT = {
     "finetune": ["finetune"],
     "features": ["extract_features"],
     "linear_eval": ["linear_eval"],
+    "data_efficiency": ["data_efficiency"],
 }
 TOP_LEVEL_SCRIPTS = {
     "seed": ["pretrain", "finetune", "extract_features", "linear_eval"],
@@ -161,6 +164,8 @@ STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources
 
 
 def _flag(key: str, value: object) -> str:
+    if isinstance(value, list):
+        return f"--{key.replace('_', '-')} " + " ".join(map(str, value))
     return f"--{key.replace('_', '-')}" + ("" if value is True else f" {value}")
 
 
@@ -182,7 +187,7 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     commands: dict[str, list[str]] = {}
     for line in out.splitlines():
         for name in ("make_demo_data", "pretrain", "finetune", "extract_features", "linear_eval",
-                     "export_weights", "report"):  # fmt: skip
+                     "export_weights", "report", "data_efficiency"):  # fmt: skip
             if f"workflow_scripts/{name}.py " in line and "python " in line:
                 commands.setdefault(name, []).append(line)
     for section, values in KEY_VALUES.items():

@@ -71,6 +71,16 @@ def test_the_handcrafted_baseline_is_a_feature_source(demo_config: dict) -> None
     assert not any("handcrafted" in t for t in targets.all_targets(cfg))
 
 
+def test_data_efficiency_per_task_over_every_feature_source(demo_config: dict) -> None:
+    all_ = targets.all_targets(demo_config)
+    assert all(f"results/task{t}/data_efficiency.json" in all_ for t in (1, 2, 3))
+    assert targets.feature_sources(demo_config) == ["foundation", "random-init", "handcrafted"]
+    cfg = copy.deepcopy(demo_config)
+    cfg["pretrained_weights"] = "w.torch"
+    cfg["features"]["random_init_control"] = False
+    assert targets.feature_sources(cfg) == ["published", "handcrafted"]
+
+
 def test_missing_tables_named_by_key(demo_config: dict, tmp_path: Path) -> None:
     assert targets.missing_tables(demo_config) == []  # the demo rule makes them
     cfg = copy.deepcopy(demo_config)

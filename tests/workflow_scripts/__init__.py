@@ -21,6 +21,7 @@ SCRIPT_KEYS = {
     + [("features", "batch_size"), ("features", "precision")],
     "finetune": [(None, k) for k in TOP_LEVEL] + [("finetune", None), ("linear_eval", "bootstrap")],
     "linear_eval": [(None, "seed"), ("linear_eval", None)],
+    "data_efficiency": [(None, "seed"), ("linear_eval", None), ("data_efficiency", None)],
 }
 NOT_PASSED = {"inits", "batch_size_random"}
 
@@ -69,7 +70,10 @@ def with_schema_defaults(name: str, argv: Sequence[str]) -> list[str]:
     missing = []
     for flag, value in schema_defaults(name, argv).items():
         if flag not in argv and value is not False:
-            missing += [flag] if value is True else [flag, str(value)]
+            if isinstance(value, list):
+                missing += [flag, *map(str, value)]
+            else:
+                missing += [flag] if value is True else [flag, str(value)]
     return [*missing, *argv]
 
 
