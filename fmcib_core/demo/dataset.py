@@ -119,11 +119,11 @@ def make_demo_dataset(
         (name) and ``diameter_mm``, then the labels. Task 1 ``Coarse_lesion_type`` (0..7,
         ``LESION_TYPES``: DeepLesion's coarse types minus one); every case holds one lesion of
         every type plus a few random extra ones. Task 2 ``malignancy``: a latent class makes
-        lesions larger, more lobulated and spiculated, more heterogeneous and differently dense
-        (brighter soft-tissue lesions, lytic rather than sclerotic bone lesions); the label is
-        that class flipped with probability 0.12. Task 3: each lesion is an independent synthetic
-        patient; death time is Weibull (shape 1.2) with a hazard rising weakly with size, latent
-        malignancy and heterogeneity; follow-up ends uniformly between 1 and 6 years
+        lesions larger, brighter than benign ones of their type, lobulated and spiculated with an
+        ill-defined margin, and heterogeneous with a necrotic core; the label is that class
+        flipped with probability 0.12. Task 3: each lesion is an independent synthetic patient;
+        death time is Weibull (shape 1.2) with a hazard rising with size, latent malignancy and
+        heterogeneity; follow-up ends uniformly between 1 and 6 years
         (administrative censoring). ``survival_time`` (days) and ``event`` are the observed time
         and whether death was observed; ``survival`` is 1 when the patient is known alive at
         730 days (observed time > 730), 0 when death was observed at or before 730 days.

@@ -2,7 +2,7 @@
 
 The labels are those of docs/method.md section 7. Task 2 ``malignancy`` is a lesion's latent
 class flipped with probability ``_LABEL_NOISE``. Task 3 treats each lesion as an independent
-synthetic patient whose death time depends weakly on a risk score; ``survival`` is whether that
+synthetic patient whose death time depends on a risk score; ``survival`` is whether that
 patient is known alive at ``SURVIVAL_HORIZON_DAYS``.
 """
 

@@ -20,7 +20,16 @@ from fmcib_core.demo.anatomy import _T, _axis_world, _Case, _tissue_labels, _wor
 from fmcib_core.demo.labels import _LABEL_NOISE, _survival
 from fmcib_core.demo.waves import _in_disc, _random_waves, _unit_vectors, _waves
 
-_CLASS_SHIFT = 0.8  # malignant vs benign mean of size and enhancement, in standard deviations
+_CLASS_SHIFT = 2.0  # malignant vs benign mean of size, in standard deviations
+_ENHANCEMENT_SHIFT = 2.0  # the same for enhancement (HU, see _KindSpec.hu)
+# Lesion sizes scale with the body's width down to this factor of the adult size: the demo's
+# small phantoms keep lesions large enough (in 1 mm voxels) to show their margin and texture.
+_MIN_BODY_SCALE = 1.0
+# An ill-defined (infiltrating) margin fades out within this many radii of the centre.
+_INFILTRATION_REACH = 2.2
+# Beta parameters of a benign lesion's spiculation and heterogeneity (mean 0.2); a malignant
+# lesion draws them reversed (mean 0.8).
+_SHAPE_BETA = (1.5, 6.0)
 
 
 class _Kind(IntEnum):
@@ -52,19 +61,20 @@ class _KindSpec:
 
 _BELLY = (_T.VFAT, _T.BOWEL, _T.GAS, _T.MUSCLE)
 _KINDS = {
-    # Malignant bone lesions are lytic (darker), benign ones sclerotic.
+    # Malignant lesions are brighter than benign ones of their type in every type: bone lesions
+    # blastic (sclerotic) rather than lytic; liver lesions hyper- rather than hypodense.
     _Kind.BONE: _KindSpec(16, (0.12, 0.9), (_T.CANCELLOUS,), (_T.CANCELLOUS, _T.CORTICAL, _T.DISC),
-                          (550, -300, 0), texture_hu=300),
-    _Kind.ABDOMEN: _KindSpec(26, (0.22, 0.48), (_T.VFAT, _T.BOWEL), _BELLY, (40, 25, 20)),
+                          (650, 250, 0), texture_hu=300),
+    _Kind.ABDOMEN: _KindSpec(26, (0.22, 0.48), (_T.VFAT, _T.BOWEL), _BELLY, (40, 35, 20)),
     _Kind.MEDIASTINUM: _KindSpec(16, (0.3, 0.88), (_T.SOFT, _T.VFAT, _T.BOWEL, _T.MUSCLE), None,
-                                 (40, 25, 10), halo_hu=-80),
-    _Kind.LIVER: _KindSpec(22, (0.42, 0.6), (_T.LIVER,), (_T.LIVER,), (10, 20, 50)),
-    _Kind.LUNG: _KindSpec(14, (0.68, 1.0), (_T.LUNG,), (_T.LUNG,), (25, 20, 0)),
+                                 (40, 35, 10), halo_hu=-80),
+    _Kind.LIVER: _KindSpec(22, (0.42, 0.6), (_T.LIVER,), (_T.LIVER,), (50, 40, 50)),
+    _Kind.LUNG: _KindSpec(14, (0.68, 1.0), (_T.LUNG,), (_T.LUNG,), (25, 40, 0)),
     _Kind.KIDNEY: _KindSpec(20, (0.3, 0.44), (_T.KIDNEY, _T.SINUS),
                             (_T.KIDNEY, _T.SINUS, _T.FAT, _T.VFAT), (25, 40, 50)),
-    _Kind.SOFT_TISSUE: _KindSpec(22, (0.1, 0.9), (_T.FAT, _T.MUSCLE), None, (45, 20, 0)),
+    _Kind.SOFT_TISSUE: _KindSpec(22, (0.1, 0.9), (_T.FAT, _T.MUSCLE), None, (45, 35, 0)),
     _Kind.PELVIS: _KindSpec(26, (0.0, 0.2), (_T.VFAT, _T.BOWEL, _T.MUSCLE),
-                            (*_BELLY, _T.BLADDER), (40, 25, 20)),
+                            (*_BELLY, _T.BLADDER), (40, 35, 20)),
 }  # fmt: skip
 
 
@@ -84,6 +94,7 @@ class _Lesion:
     lobe_amp: float
     spikes: np.ndarray  # (n, 4): unit direction, length (fraction of the radius)
     halo_hu: float | None
+    infiltration: float  # 0..1: how far the margin blurs into the surroundings (ill-defined)
     row: dict
 
 
@@ -164,23 +175,31 @@ def _max_diameter(case: _Case, kind: _Kind) -> float:
 def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: list[_Lesion]):
     """One lesion of a type, or None if it does not fit.
 
-    A latent class (malignant or not, 50/50) shifts every appearance feature: size, enhancement,
-    spiculation and heterogeneity; the Task 2 label is that class with 12% of labels flipped.
+    A latent class (malignant or not, 50/50) shifts every appearance feature, each in the same
+    direction for every type: a malignant lesion is larger (size z-score mean +2 vs -2, diameter
+    x exp(0.3 z)), brighter (enhancement +2 vs -2 SD of the type's HU slope), lobulated and
+    spiculated, with an ill-defined (infiltrating) margin, heterogeneous with a necrotic core;
+    spiculation and heterogeneity ~ Beta(6, 1.5) for malignant, Beta(1.5, 6) for benign lesions.
+    The Task 2 label is that class with 12% of labels flipped. Task 3's risk score rises with
+    size, the latent class and heterogeneity.
     """
     spec = _KINDS[kind]
     malignant = bool(rng.random() < 0.5)
-    size_z, enhancement = rng.normal(_CLASS_SHIFT if malignant else -_CLASS_SHIFT, 1.0, 2)
-    spiculation, heterogeneity = rng.beta(5, 2, 2) if malignant else rng.beta(2, 5, 2)
-    body_scale = float(np.clip(case.semi_axes[0] / 150, 0.6, 1.2))
+    sign = 1.0 if malignant else -1.0
+    size_z = rng.normal(sign * _CLASS_SHIFT, 1.0)
+    enhancement = rng.normal(sign * _ENHANCEMENT_SHIFT, 1.0)
+    shape_beta = _SHAPE_BETA[::-1] if malignant else _SHAPE_BETA
+    spiculation, heterogeneity = rng.beta(*shape_beta, 2)
+    body_scale = float(np.clip(case.semi_axes[0] / 150, _MIN_BODY_SCALE, 1.2))
     diameter = float(np.clip(spec.size_mm * body_scale * np.exp(0.3 * size_z), 4.0, 60.0))
     placed = _place(case, kind, min(diameter, _max_diameter(case, kind)) / 2, others, rng)
     if placed is None:
         return None
     centre, radius = np.round(placed[0], 3), placed[1]
-    risk = 0.3 * size_z + 0.5 * malignant + 0.6 * (heterogeneity - 0.5)  # weak on purpose
+    risk = 0.5 * size_z + 1.0 * malignant + 0.8 * (heterogeneity - 0.5)
     days, event, alive = _survival(rng, risk)
     axes = rng.uniform(0.8, 1.2, 3)
-    n_spikes = int(round(10 * spiculation * rng.uniform(0.6, 1.0)))
+    n_spikes = int(round(20 * spiculation**2 * rng.uniform(0.6, 1.0)))
     a, b, c = spec.hu
     row = {
         "coordX": centre[0],
@@ -202,16 +221,17 @@ def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: lis
         hu=float(np.clip(a + b * enhancement + c * case.contrast, -80, 1300)),
         texture=_random_waves(rng, 4, radius * np.array([0.5, 1.0])),
         texture_hu=spec.texture_hu * heterogeneity,
-        necrosis_hu=140 * max(0.0, heterogeneity - 0.5) if radius >= 5 else 0.0,
+        necrosis_hu=300 * max(0.0, heterogeneity - 0.45) if radius >= 4 else 0.0,
         lobes=np.concatenate(
             [_unit_vectors(rng, 3), rng.integers(2, 5, (3, 1)), rng.uniform(0, 2 * np.pi, (3, 1))],
             axis=1,
         ),
-        lobe_amp=0.04 + 0.18 * spiculation,
+        lobe_amp=0.02 + 0.45 * spiculation**2,
         spikes=np.concatenate(
-            [_unit_vectors(rng, n_spikes), rng.uniform(0.4, 1.0, (n_spikes, 1))], axis=1
+            [_unit_vectors(rng, n_spikes), rng.uniform(0.5, 1.3, (n_spikes, 1))], axis=1
         ),
         halo_hu=spec.halo_hu,
+        infiltration=float(spiculation),
         row=row,
     )
 
@@ -224,6 +244,7 @@ def _paint(case: _Case, lesion: _Lesion, hu: np.ndarray, z0: int) -> None:
         * (1 + lesion.lobe_amp + lesion.spikes[:, 3].max(initial=0))
     )
     reach = reach * (1.6 if lesion.halo_hu is not None else 1.0) + 1.0
+    reach = max(reach, _INFILTRATION_REACH * lesion.radius * lesion.axes.max() + 1.0)
     offsets, box = [], []
     for axis, (start, size) in enumerate(zip((0, 0, z0), hu.shape[::-1], strict=True)):
         centre_index = (lesion.centre[axis] - case.origin[axis]) / case.spacing[axis]
@@ -243,12 +264,17 @@ def _paint(case: _Case, lesion: _Lesion, hu: np.ndarray, z0: int) -> None:
     )
     bound = lesion.radius * (1 + lesion.lobe_amp * wobble / 3)
     for wx, wy, wz, length in lesion.spikes.tolist():
-        along = np.clip(((wx * ux + wy * uy + wz * uz) - 0.97) / 0.03, 0, 1)
+        along = np.clip(((wx * ux + wy * uy + wz * uz) - 0.95) / 0.05, 0, 1)
         bound = bound + lesion.radius * length * along**2
     view = hu[box[2], box[1], box[0]]
     if lesion.halo_hu is not None:
         np.putmask(view, (r <= 1.6 * lesion.radius) & (view > -300) & (view < 200), lesion.halo_hu)
     values = lesion.hu + lesion.texture_hu * _waves(lesion.texture, dx, dy, dz)
     values = values - lesion.necrosis_hu * np.exp(-((r / (0.5 * lesion.radius)) ** 2))
-    inside = r <= bound
+    inside = (r <= bound) & (view > -920)  # spikes and lobes stop at air and gas
+    if lesion.infiltration > 0:  # an ill-defined margin: the lesion fades into its surroundings
+        fade = lesion.infiltration * np.exp(-np.maximum(r - bound, 0) / (0.35 * lesion.radius))
+        reach_in = (r <= _INFILTRATION_REACH * lesion.radius) & (view > -920)  # not into air/gas
+        fade = np.where(reach_in, fade, 0).astype(np.float32)
+        view += fade * (np.float32(lesion.hu) - view)
     np.copyto(view, np.broadcast_to(values, view.shape).astype(np.float32), where=inside)

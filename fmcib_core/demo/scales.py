@@ -32,7 +32,7 @@ _DEMO = _ScaleSpec(
     spacing_z=(1.25, 2.0, 2.5, 3.0, 5.0),
     slices=(30, 70),
     extent_mm=(140, 210),
-    extra_lesions=(1, 4),
+    extra_lesions=(3, 7),
 )
 _SPECS = {
     "demo": _DEMO,

@@ -267,4 +267,4 @@ def test_default_demo_is_big_enough_for_every_task_and_small_on_disk(tmp_path) -
     task3 = pd.concat([tables[f"task3_{s}"] for s in SPLITS])
     assert 0.3 < task3["survival"].mean() < 0.7 and 0.5 < task3["event"].mean() < 0.95
     size = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
-    assert size < 150e6
+    assert size < 300e6  # 40 labelled and 50 pretraining-only cases
