@@ -55,7 +55,11 @@ shell.prefix(f"export PYTHONPATH={_BASEDIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 def script(name):
-    return os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")
+    # Relative to the working folder, so that a moved or copied checkout with finished results
+    # records the same inputs and has nothing to do.
+    return os.path.relpath(
+        os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")
+    )
 
 
 def task_table(wildcards, split=None):

@@ -75,7 +75,10 @@ def test_paper_config_with_placeholders_fails_naming_keys(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("pretrain={'epoch': 3}", "'epoch' was unexpected"), ("patch_size=8", "patch_size")],
+    [
+        ("pretrain={'epoch': 3}", "--config: pretrain.epoch: unknown key"),
+        ("patch_size=8", "--config: patch_size: 8 is less than the minimum of 16"),
+    ],
 )
 def test_config_typo_or_bound_fails_at_parse_time(tmp_path: Path, override: str, key: str) -> None:
     result = _snakemake(
@@ -83,6 +86,30 @@ def test_config_typo_or_bound_fails_at_parse_time(tmp_path: Path, override: str,
     )
     assert result.returncode != 0
     assert key in result.stdout + result.stderr
+
+
+def test_config_errors_are_one_line_each_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "my.yaml"
+    bad.write_text("pretrian: {}\npretrain:\n  epochs: -2\n  epoch: 3\n")
+    result = _snakemake(
+        "-n", "--configfile", str(ROOT / "config/config.yaml"), str(bad), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert lines[0].startswith("my.yaml: pretrian: unknown key; check its spelling")
+    assert lines[1].startswith("my.yaml: pretrain.epoch: unknown key; check its spelling")
+    assert lines[2] == "my.yaml: pretrain.epochs: -2 is less than the minimum of 1"
+    assert len(lines) == 3, lines  # no schema or config dump
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text("seed: 0\npretrain:\n  epochs: [3\nfoo: 1\n")
+    result = _snakemake("-n", cwd=tmp_path)
+    assert result.returncode == 1
+    out = (result.stdout + result.stderr).strip()
+    assert out.startswith("config/config.yaml:4:4: invalid YAML:"), out
+    assert len(out.splitlines()) == 1
 
 
 def test_published_weights_skip_pretraining(tmp_path: Path) -> None:
