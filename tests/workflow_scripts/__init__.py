@@ -23,6 +23,8 @@ SCRIPT_KEYS = {
     "linear_eval": [(None, "seed"), ("linear_eval", None)],
 }
 NOT_PASSED = {"inits", "batch_size_random"}
+# Options the rules always pass that are no config keys: what a test run gets.
+RULE_OPTIONS = {"finetune": {"--threads": 1}}
 
 
 def schema_defaults(name: str) -> dict[str, object]:
@@ -39,7 +41,7 @@ def schema_defaults(name: str) -> dict[str, object]:
                 value = schema["$defs"][props[k]["$ref"].rsplit("/", 1)[1]].get("default")
             if value is not None and k not in NOT_PASSED:
                 defaults["--" + k.replace("_", "-")] = value
-    return defaults
+    return defaults | RULE_OPTIONS.get(name, {})
 
 
 def with_schema_defaults(name: str, argv: Sequence[str]) -> list[str]:
