@@ -15,10 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import log_problems, setup_logging
-
 from fmcib_core.io.weights import load_into, load_weights, save_fmcib_weights
 from fmcib_core.models import BACKBONES, build_backbone
+from workflow_scripts._cli import log_problems, setup_logging
 
 log = logging.getLogger("export_weights")
 

@@ -14,7 +14,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import _cli
 import lightning as L
 import torch
 
@@ -23,6 +22,7 @@ from fmcib_core.io.predictions import with_probabilities
 from fmcib_core.metrics import metrics_json, task_metrics
 from fmcib_core.models import BACKBONES
 from fmcib_core.train import supervised as sv
+from workflow_scripts import _cli
 
 log = logging.getLogger("finetune")
 SPLITS = ("train", "val", "test")

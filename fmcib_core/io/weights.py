@@ -94,12 +94,18 @@ def load_weights(path: str | Path) -> WeightsFile:
     wrapper) is stripped only when every key of that state dict carries it.
 
     Raises:
-        WeightsError: the file is missing, is not loadable with ``weights_only=True``, or does not
-            hold a dict of tensors in one of the three layouts.
+        WeightsError: the file is missing or empty, is not loadable with ``weights_only=True``,
+            does not hold a dict of tensors in one of the three layouts, or a tensor holds NaN or
+            infinite values (the message names the first few such keys).
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(
+            f"{path}: empty file (0 bytes); it was not written completely, "
+            "export or download it again"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -111,18 +117,20 @@ def load_weights(path: str | Path) -> WeightsFile:
         raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a dict of weights")
     if "trunk_state_dict" in obj:
         head = obj.get("head_state_dict")
-        return WeightsFile(
+        weights = WeightsFile(
             trunk=_state_dict(obj["trunk_state_dict"], path, "trunk_state_dict"),
             head=None if head is None else _state_dict(head, path, "head_state_dict"),
             source_format="fmcib",
             path=path,
         )
-    if "state_dict" in obj:
+    elif "state_dict" in obj:
         trunk, head = _split_lightning(_state_dict(obj["state_dict"], path, "state_dict"), path)
-        return WeightsFile(trunk=trunk, head=head, source_format="lightning", path=path)
-    return WeightsFile(
-        trunk=_state_dict(obj, path, "state dict"), head=None, source_format="state_dict", path=path
-    )
+        weights = WeightsFile(trunk=trunk, head=head, source_format="lightning", path=path)
+    else:
+        trunk = _state_dict(obj, path, "state dict")
+        weights = WeightsFile(trunk=trunk, head=None, source_format="state_dict", path=path)
+    _check_finite(weights)
+    return weights
 
 
 def load_into(
@@ -180,6 +188,23 @@ def _check_tensors(obj: object, path: Path, name: str) -> Mapping[str, torch.Ten
             f"{path}: {name} is not a dict of tensors; " + _listing(bad, "not name -> tensor")
         )
     return obj
+
+
+def _check_finite(weights: WeightsFile) -> None:
+    """Refuse weights with NaN or infinite values: they would give NaN features silently."""
+    tensors = {**weights.trunk, **{f"head.{k}": v for k, v in (weights.head or {}).items()}}
+    bad = [
+        key
+        for key, value in tensors.items()
+        if (value.is_floating_point() or value.is_complex()) and not bool(value.isfinite().all())
+    ]
+    if bad:
+        more = f", ... ({len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
+        noun = "tensor holds" if len(bad) == 1 else "tensors hold"
+        raise WeightsError(
+            f"{weights.path}: {len(bad)} {noun} NaN or infinite values "
+            f"({', '.join(bad[:_SHOWN])}{more}); the file is corrupt or the training diverged"
+        )
 
 
 def _state_dict(obj: object, path: Path, name: str) -> StateDict:
