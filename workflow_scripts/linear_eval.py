@@ -8,13 +8,10 @@ The task is a paper task (``--task 2``) or any label column (``--label COLUMN [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
-
-import _cli
 
 from fmcib_core._version import software_versions
 from fmcib_core.eval import (
@@ -24,11 +21,14 @@ from fmcib_core.eval import (
     prediction_table,
     save_linear_model,
 )
-from fmcib_core.io.atomic import atomic_path
+from fmcib_core.eval.linear import SEARCH_METRICS
+from fmcib_core.io.atomic import write_outputs
 from fmcib_core.io.features import FeatureTableError, read_features
+from workflow_scripts import _cli
 
 log = logging.getLogger("linear_eval")
-SOURCES = ("foundation", "random-init", "published")
+# external: features made outside the workflow (`fmcib features`, or any feature table).
+SOURCES = ("foundation", "random-init", "published", "external")
 PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna", "lifelines", "torch")
 
 
@@ -46,6 +46,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--cv-folds", type=int, required=True, help="CV folds when --val is absent")
     parser.add_argument("--bootstrap", type=int, required=True, help="bootstrap resamples for CIs")
+    parser.add_argument(
+        "--scoring", choices=SEARCH_METRICS, help="objective of the search over C (default: task's)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.task = _cli.task_from_args(parser, args)
@@ -86,6 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cv_folds=args.cv_folds,
             n_bootstrap=args.bootstrap,
             progress=sys.stderr.isatty(),
+            search_metric=args.scoring,
         )
         predictions = prediction_table(test_table, result, source=args.test)
         report = {
@@ -96,14 +100,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             **result.summary(),
             "versions": software_versions(PACKAGES),
         }
-        outputs = (args.out_json, args.out_predictions, args.out_model)
-        with contextlib.ExitStack() as stack:
-            json_tmp, predictions_tmp, model_tmp = (
-                stack.enter_context(atomic_path(p)) for p in outputs
-            )
-            json_tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-            predictions.to_parquet(predictions_tmp, index=False)
-            save_linear_model(model_tmp, result)
+        text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        write_outputs(  # all three or none; a write error names its output
+            {
+                args.out_json: lambda tmp: tmp.write_text(text),
+                args.out_predictions: lambda tmp: predictions.to_parquet(tmp, index=False),
+                args.out_model: lambda tmp: save_linear_model(tmp, result),
+            }
+        )
     except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, unwritable paths
         _cli.log_problems(log, err)
         return 1
