@@ -339,3 +339,42 @@ def test_torch_zip_writer_failure_names_the_file(
         "; free disk space or choose another output folder"
     )
     assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_round_trip_gives_identical_tensors(tmp_path):
+    from fmcib_core.models import build_backbone, task_head
+
+    torch.manual_seed(3)
+    trunk = build_backbone("resnet10_w025").state_dict()
+    head = task_head(2, 128).state_dict()
+    pickled = save_fmcib_weights(tmp_path / "w.torch", trunk, head)
+    safe = save_fmcib_weights(tmp_path / "w.safetensors", trunk, head)
+    assert safe.read_bytes()[:8] != pickled.read_bytes()[:8]  # a different container
+    a, b = load_weights(pickled), load_weights(safe)
+    assert b.source_format == "fmcib" and list(a.trunk) == list(b.trunk)
+    for part in ("trunk", "head"):
+        first, second = getattr(a, part), getattr(b, part)
+        assert first.keys() == second.keys()
+        for key in first:
+            assert first[key].dtype == second[key].dtype and torch.equal(first[key], second[key])
+    model = build_backbone("resnet10_w025")
+    load_into(model, b.trunk, what="backbone", source=safe)  # strict
+    only_trunk = load_weights(save_fmcib_weights(tmp_path / "t.safetensors", trunk))
+    assert only_trunk.head is None
+
+
+def test_safetensors_with_foreign_keys_or_bad_values_is_refused(tmp_path):
+    import safetensors.torch
+
+    path = tmp_path / "foreign.safetensors"
+    safetensors.torch.save_file({"conv1.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="not an FMCIB safetensors file.*conv1.weight"):
+        load_weights(path)
+    nan = tmp_path / "nan.safetensors"
+    save_fmcib_weights(nan, {"a": torch.tensor([float("nan")])})
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        load_weights(nan)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(WeightsError, match="cannot be read as a safetensors file"):
+        load_weights(junk)

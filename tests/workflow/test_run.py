@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from fmcib_core.io import load_weights, read_features
@@ -118,6 +119,9 @@ def test_exported_weights_load_strictly_into_the_configured_backbone(run_dir: Pa
     weights = load_weights(run_dir / "results/pretrain/model_weights.torch")
     assert weights.source_format == "fmcib"
     build_backbone("resnet10_w025").load_state_dict(weights.trunk, strict=True)
+    safe = load_weights(run_dir / "results/pretrain/model_weights.safetensors")
+    assert list(safe.trunk) == list(weights.trunk)
+    assert all(torch.equal(v, safe.trunk[k]) for k, v in weights.trunk.items())
 
 
 def test_feature_tables_carry_the_input_columns(run_dir: Path) -> None:

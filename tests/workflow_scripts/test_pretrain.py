@@ -153,6 +153,19 @@ def test_export_writes_the_trained_backbone_in_fmcib_format(scripts, pretrained,
     assert load_weights(out).source_format == "fmcib"
 
 
+def test_export_also_writes_identical_safetensors(scripts, pretrained, tmp_path):
+    out, safe = tmp_path / "model_weights.torch", tmp_path / "model_weights.safetensors"
+    argv = ["--checkpoint", str(pretrained / "ssl.ckpt"), "--backbone", BACKBONE]
+    assert (
+        scripts["export_weights"].main([*argv, "--out", str(out), "--out-safetensors", str(safe)])
+        == 0
+    )
+    pickled, safetensors = load_weights(out), load_weights(safe)
+    assert list(pickled.trunk) == list(safetensors.trunk) and safetensors.head is None
+    for key, value in pickled.trunk.items():
+        assert torch.equal(value, safetensors.trunk[key]), key
+
+
 def test_export_with_the_wrong_backbone_fails_naming_keys(scripts, pretrained, tmp_path, capsys):
     out = tmp_path / "model_weights.torch"
     args = [
