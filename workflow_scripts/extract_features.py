@@ -46,6 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="feature table (.parquet)")
     parser.add_argument("--csv", type=Path, help="also write the feature table as CSV here")
+    parser.add_argument("--threads", type=int, required=True, help="torch threads (the rule's)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
@@ -67,6 +68,7 @@ def pick_device(accelerator: str) -> torch.device:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
+    torch.set_num_threads(args.threads)  # what the scheduler gave, not every core of the node
     try:
         device = pick_device(args.accelerator)
         table = read_table(args.table)

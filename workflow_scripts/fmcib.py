@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -44,6 +45,7 @@ def _features(args: argparse.Namespace) -> list[str]:
         "--backbone", args.backbone, "--patch-size", str(args.patch_size),
         "--accelerator", "gpu" if args.device == "cuda" else "cpu", "--seed", str(args.seed),
         "--batch-size", str(args.batch_size), "--precision", args.precision, "--progress",
+        "--threads", str(args.threads),
     ]  # fmt: skip
 
 
@@ -81,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--weights", type=Path, help="FMCIB weights file (else a random-init backbone)")
     f.add_argument("--out", type=Path, required=True, help="feature table to write (.parquet)")
     f.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    f.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads")
     for key in ("backbone", "patch_size", "seed", "batch_size", "precision"):
         f.add_argument(f"--{key.replace('_', '-')}", default=DEFAULTS[key])
     f.set_defaults(build=_features, script="extract_features")

@@ -24,7 +24,7 @@ SCRIPT_KEYS = {
 }
 NOT_PASSED = {"inits", "batch_size_random"}
 # Options the rules always pass that are no config keys: what a test run gets.
-RULE_OPTIONS = {"finetune": {"--threads": 1}}
+RULE_OPTIONS = {"finetune": {"--threads": 1}, "extract_features": {"--threads": 1}}
 
 
 def schema_defaults(name: str) -> dict[str, object]:

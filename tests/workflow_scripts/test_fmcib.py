@@ -69,7 +69,7 @@ def test_features_equal_the_workflow_script_and_feed_linear_eval(
     elsewhere.mkdir()
     for split in ("train", "val", "test"):
         table = demo / f"task2_{split}.csv"
-        args = ["features", str(table), "--weights", str(weights), *BACKBONE]
+        args = ["features", str(table), "--weights", str(weights), *BACKBONE, "--threads", "1"]
         result = fmcib(*args, "--out", f"{split}.parquet", cwd=elsewhere)
         assert result.returncode == 0, result.stderr
     script = import_script("extract_features")
@@ -77,7 +77,9 @@ def test_features_equal_the_workflow_script_and_feed_linear_eval(
     rule_args += ["--accelerator", "cpu", "--seed", "0", "--batch-size", "16"]
     assert script.main([*rule_args, "--precision", "fp32", "--out", str(tmp_path / "rule.pq")]) == 0
     pd.testing.assert_frame_equal(
-        pd.read_parquet(elsewhere / "test.parquet"), pd.read_parquet(tmp_path / "rule.pq")
+        pd.read_parquet(elsewhere / "test.parquet"),
+        pd.read_parquet(tmp_path / "rule.pq"),
+        check_exact=True,
     )
     result = fmcib(
         "linear-eval", "train.parquet", "val.parquet", "test.parquet", "--label", "malignancy",
