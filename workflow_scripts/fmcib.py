@@ -31,6 +31,7 @@ DEFAULTS = {
     "trials": 300,
     "cv_folds": 10,
     "bootstrap": 1000,
+    "aggregate": "mean",
 }
 
 
@@ -58,6 +59,7 @@ def _linear_eval(args: argparse.Namespace) -> list[str]:
         "--source", "external", "--trials", str(args.trials), "--seed", str(args.seed),
         "--cv-folds", str(args.cv_folds), "--bootstrap", str(args.bootstrap),
         *(["--scoring", args.scoring] if args.scoring else []),
+        *(["--group-by", args.group_by] if args.group_by else []), "--aggregate", args.aggregate,
         "--out-json", f"{out}.json", "--out-predictions", f"{out}_predictions.parquet",
         "--out-model", f"{out}_model.npz",
     ]  # fmt: skip
@@ -100,6 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     le.add_argument("--n-classes", type=int, help="classes of a multiclass label")
     le.add_argument("--scoring", choices=("roc_auc", "accuracy"), help="objective of the C search")
     le.add_argument("--out-prefix", default="linear_eval", help="writes PREFIX.json, ...")
+    le.add_argument("--group-by", help="patient-level: aggregate the lesions of this id column")
+    le.add_argument("--aggregate", choices=("mean", "max", "first"), default=DEFAULTS["aggregate"])
     for key in ("trials", "seed", "cv_folds", "bootstrap"):
         le.add_argument(f"--{key.replace('_', '-')}", type=int, default=DEFAULTS[key])
     le.set_defaults(build=_linear_eval, script="linear_eval")

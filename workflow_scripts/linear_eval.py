@@ -17,13 +17,14 @@ from fmcib_core._version import software_versions
 from fmcib_core.eval import (
     LinearEvalError,
     fit_linear_eval,
-    labels_from_table,
     prediction_table,
     save_linear_model,
 )
 from fmcib_core.eval.linear import SEARCH_METRICS
+from fmcib_core.eval.linear.data import read_split
+from fmcib_core.eval.linear.groups import AGGREGATES
 from fmcib_core.io.atomic import write_outputs
-from fmcib_core.io.features import FeatureTableError, read_features
+from fmcib_core.io.features import FeatureTableError
 from workflow_scripts import _cli
 
 log = logging.getLogger("linear_eval")
@@ -49,23 +50,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scoring", choices=SEARCH_METRICS, help="objective of the search over C (default: task's)"
     )
+    parser.add_argument("--group-by", help="patient-level: aggregate lesions of this id column")
+    parser.add_argument("--aggregate", choices=AGGREGATES, required=True, help="with --group-by")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.task = _cli.task_from_args(parser, args)
     return args
 
 
-def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
-    """Return ``{split: (table, (X, y), survival)}``, reporting every file's problems together."""
+def read_splits(args: argparse.Namespace) -> dict:
+    """Every split (one row per group with --group-by); all files' problems reported together."""
     paths = {"train": args.train, "val": args.val, "test": args.test}
     splits, problems = {}, []
-    for name, path in paths.items():
-        if path is None:
-            continue
+    for name, path in (item for item in paths.items() if item[1] is not None):
         try:
-            table, X, _ = read_features(path)
-            y, survival = labels_from_table(table, args.task, source=path)
-            splits[name] = (table, (X, y), survival)
+            splits[name] = read_split(
+                path, args.task, group_by=args.group_by, aggregate=args.aggregate
+            )
         except (FeatureTableError, LinearEvalError) as err:
             problems.append(str(err))
     if problems:
@@ -78,11 +79,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _cli.setup_logging(args.verbose)
     try:
         splits = read_splits(args)
-        test_table, test_xy, survival = splits["test"]
+        test = splits["test"]
         result = fit_linear_eval(
-            splits["train"][1],
-            splits["val"][1] if "val" in splits else None,
-            (*test_xy, survival),
+            splits["train"][1:3],
+            splits["val"][1:3] if "val" in splits else None,
+            test[1:4],
             task=args.task,
             n_trials=args.trials,
             seed=args.seed,
@@ -91,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress=sys.stderr.isatty(),
             search_metric=args.scoring,
         )
-        predictions = prediction_table(test_table, result, source=args.test)
+        predictions = prediction_table(test.table, result, source=args.test)
         report = {
             "task": args.task.id,
             "label": args.task.label_column,
@@ -100,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             **result.summary(),
             "versions": software_versions(PACKAGES),
         }
+        if args.group_by:
+            counts = {name: split.counts for name, split in splits.items()}
+            report["groups"] = {"column": args.group_by, "aggregate": args.aggregate, **counts}
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"
         write_outputs(  # all three or none; a write error names its output
             {

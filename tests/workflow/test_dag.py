@@ -157,7 +157,13 @@ KEY_VALUES = {
         "precision": "16-mixed",
     },
     "features": {"batch_size": 21, "precision": "bf16", "csv": True},
-    "linear_eval": {"trials": 23, "cv_folds": 4, "bootstrap": 77},
+    "linear_eval": {
+        "trials": 23,
+        "cv_folds": 4,
+        "bootstrap": 77,
+        "group_by": "case_id",
+        "aggregate": "max",
+    },
 }
 SECTION_SCRIPT = {
     "demo": ["make_demo_data"],

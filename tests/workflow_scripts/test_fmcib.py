@@ -127,6 +127,6 @@ def test_defaults_are_the_schemas() -> None:
         "precision": props["features"]["properties"]["precision"]["default"],
         **{
             k: props["linear_eval"]["properties"][k]["default"]
-            for k in ("trials", "cv_folds", "bootstrap")
+            for k in ("trials", "cv_folds", "bootstrap", "aggregate")
         },
     }
