@@ -7,6 +7,29 @@ rule report:
         script=script("report"),
     output:
         html="results/report/report.html",
+        # The page's parts for `snakemake --report`, captions in rules/report/*.rst. Folders for
+        # what varies with the config (one ROC PNG per configured task; SSL curves only when
+        # pretraining ran). Data-efficiency and stability figures would join here the same way.
+        comparison=report(
+            "results/report/comparison.html",
+            caption="report/comparison.rst",
+            category="Results",
+            labels={"table": "test metrics with 95% CIs"},
+        ),
+        roc=report(
+            directory("results/report/roc"),
+            patterns=["{task}.png"],
+            caption="report/roc.rst",
+            category="ROC curves",
+            labels={"task": "{task}"},
+        ),
+        ssl=report(
+            directory("results/report/ssl"),
+            patterns=["{figure}.png"],
+            caption="report/ssl.rst",
+            category="Self-supervised pretraining",
+            labels={"figure": "{figure}"},
+        ),
     log:
         "logs/report.log",
     benchmark:
@@ -36,4 +59,5 @@ rule report:
         "python {input.script:q} {params.linear_eval} {params.finetune}"
         " {params.ssl_log} {params.preview}"
         " --patch-size {params.patch_size} --config-json {params.config_json:q}"
-        " --out {output.html:q} 2> {log:q}"
+        " --out {output.html:q} --comparison {output.comparison:q}"
+        " --roc-dir {output.roc:q} --ssl-dir {output.ssl:q} 2> {log:q}"
