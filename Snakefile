@@ -52,7 +52,11 @@ include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/features.smk"
 include: "rules/linear_eval.smk"
+include: "rules/stability.smk"
 include: "rules/report.smk"
+
+
+report: "rules/report/workflow.rst"
 
 
 rule all:

@@ -19,6 +19,7 @@ from workflow_scripts.rule_args import (
     csv_flag,
     finetune_options,
     list_flag,
+    repeated_flag,
     task_cli,
 )
 from workflow_scripts.targets import (
@@ -32,6 +33,7 @@ from workflow_scripts.targets import (
     finetune_inits,
     foundation_weights,
     missing_tables,
+    stability_sources,
 )
 
 try:
@@ -126,4 +128,11 @@ def report_inputs(wildcards):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
     if preview_table(config):
         files["preview_table"] = preview_table(config)
+    return files
+
+
+def stability_inputs(wildcards):
+    sources = stability_sources(config, wildcards.task)
+    files = {"models": [model for _, _, model in sources]}
+    files["weights"] = [w for _, w, _ in sources if w != "random-init"]
     return files

@@ -9,7 +9,7 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS, Task
 
-__all__ = ["cli_flags", "csv_flag", "finetune_options", "list_flag", "task_cli"]
+__all__ = ["cli_flags", "csv_flag", "finetune_options", "list_flag", "repeated_flag", "task_cli"]
 
 # finetune: keys the rules use themselves rather than pass on.
 FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
@@ -49,6 +49,11 @@ def task_cli(task: Task) -> str:
 def list_flag(name: str, values: list[str]) -> str:
     """``--name v1 v2 ...`` (each value quoted for the shell), or nothing for no values."""
     return " ".join([f"--{name.replace('_', '-')}", *map(shlex.quote, values)]) if values else ""
+
+
+def repeated_flag(name: str, groups: list[tuple[str, ...]]) -> str:
+    """``--name a b --name c d ...``: the flag once per group of values (each quoted)."""
+    return " ".join(list_flag(name, list(group)) for group in groups)
 
 
 def csv_flag(features_parquet: str, enabled: bool) -> str:

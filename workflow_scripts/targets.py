@@ -27,6 +27,7 @@ __all__ = [
     "foundation_source",
     "foundation_weights",
     "missing_tables",
+    "stability_sources",
 ]
 
 # Output folder of each feature source and the linear-evaluation file name made from it.
@@ -71,6 +72,18 @@ def finetune_inits(config: Config, task_key: str) -> list[str]:
     return inits
 
 
+def stability_sources(config: Config, task_key: str) -> list[tuple[str, str, str]]:
+    """``(name, weights or "random-init", linear model)`` of each feature source of a task."""
+    sources = []
+    for folder in feature_dirs(config):
+        source = feature_source(config, folder)
+        weights = foundation_weights(config) if folder == FEATURE_DIRS["foundation"] else source
+        sources.append(
+            (source, weights, f"results/{task_key}/{LINEAR_EVAL_NAMES[folder]}_model.npz")
+        )
+    return sources
+
+
 def feature_dirs(config: Config) -> list[str]:
     """Feature output folders per task: foundation, plus the random-init control if enabled."""
     dirs = [FEATURE_DIRS["foundation"]]
@@ -90,6 +103,8 @@ def all_targets(config: Config) -> list[str]:
         for folder in feature_dirs(config):
             targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
             targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
+        if config["stability"]["enabled"] and "test" in task_splits(config, key):
+            targets.append(f"{base}/stability.json")
     targets.append("results/report/report.html")
     return targets
 

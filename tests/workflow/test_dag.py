@@ -65,6 +65,18 @@ def test_single_target_builds_only_what_it_needs(tmp_path: Path) -> None:
     assert "task1" not in out.split("Job stats")[-1]
 
 
+def test_stability_target_builds_only_what_it_needs(tmp_path: Path) -> None:
+    result = _snakemake(
+        "-n", "results/task3/stability.json", "--configfile", str(ROOT / "config/config.yaml"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    stats = out.split("Job stats")[-1]
+    assert "stability" in stats and "finetune" not in stats and "report" not in stats
+    assert "task1" not in stats and "task2" not in stats
+
+
 def test_paper_config_with_placeholders_fails_naming_keys(tmp_path: Path) -> None:
     result = _snakemake("-n", "--configfile", str(ROOT / "config/paper.yaml"), cwd=tmp_path)
     out = result.stdout + result.stderr
@@ -157,6 +169,7 @@ KEY_VALUES = {
         "precision": "16-mixed",
     },
     "features": {"batch_size": 21, "precision": "bf16", "csv": True},
+    "stability": {"copies": 7, "sigma_mm": 2.5, "distribution": "uniform", "enabled": True},
     "linear_eval": {
         "trials": 23,
         "cv_folds": 4,
@@ -171,12 +184,13 @@ SECTION_SCRIPT = {
     "finetune": ["finetune"],
     "features": ["extract_features"],
     "linear_eval": ["linear_eval"],
+    "stability": ["stability"],
 }
 TOP_LEVEL_SCRIPTS = {
-    "seed": ["pretrain", "finetune", "extract_features", "linear_eval"],
-    "backbone": ["pretrain", "finetune", "extract_features", "export_weights"],
-    "patch_size": ["pretrain", "finetune", "extract_features", "report"],
-    "accelerator": ["pretrain", "finetune", "extract_features"],
+    "seed": ["pretrain", "finetune", "extract_features", "linear_eval", "stability"],
+    "backbone": ["pretrain", "finetune", "extract_features", "export_weights", "stability"],
+    "patch_size": ["pretrain", "finetune", "extract_features", "report", "stability"],
+    "accelerator": ["pretrain", "finetune", "extract_features", "stability"],
 }
 # Keys the rules consume themselves, each with where it goes instead of a flag of its own.
 CONSUMED = {
@@ -186,6 +200,7 @@ CONSUMED = {
     ("finetune", "batch_size_random"): "--batch-size of random-init jobs (checked below)",
     ("features", "random_init_control"): "whether the random-init feature jobs exist",
     ("features", "csv"): "--csv beside the parquet (checked below)",
+    ("stability", "enabled"): "whether the stability jobs exist",
 }
 STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 
@@ -212,7 +227,7 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     commands: dict[str, list[str]] = {}
     for line in out.splitlines():
         for name in ("make_demo_data", "pretrain", "finetune", "extract_features", "linear_eval",
-                     "export_weights", "report"):  # fmt: skip
+                     "export_weights", "report", "stability"):  # fmt: skip
             if f"workflow_scripts/{name}.py " in line and "python " in line:
                 commands.setdefault(name, []).append(line)
     for section, values in KEY_VALUES.items():
