@@ -22,18 +22,21 @@ from workflow_scripts.rule_args import (
     repeated_flag,
     task_cli,
 )
-from workflow_scripts.targets import (
+from workflow_scripts.sources import (
     FEATURE_DIRS,
     LINEAR_EVAL_NAMES,
-    SUPERVISED_WEIGHTS,
-    all_targets,
     feature_dirs,
     feature_source,
     features_of,
-    finetune_inits,
     foundation_weights,
-    missing_tables,
     stability_sources,
+)
+from workflow_scripts.targets import (
+    SUPERVISED_WEIGHTS,
+    all_targets,
+    finetune_inits,
+    missing_tables,
+    stability_targets,
 )
 
 try:
@@ -128,6 +131,7 @@ def report_inputs(wildcards):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
     if preview_table(config):
         files["preview_table"] = preview_table(config)
+    files["stability"] = stability_targets(config)
     return files
 
 

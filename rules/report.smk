@@ -46,6 +46,7 @@ rule report:
             if "ssl_log" in input.keys()
             else ""
         ),
+        stability=lambda wc, input: list_flag("stability", input.stability),
         preview=lambda wc, input: (
             f"--preview-table {shlex.quote(input.preview_table)}"
             if "preview_table" in input.keys()
@@ -57,7 +58,7 @@ rule report:
         patch_size=config["patch_size"],
     shell:
         "python {input.script:q} {params.linear_eval} {params.finetune}"
-        " {params.ssl_log} {params.preview}"
+        " {params.ssl_log} {params.preview} {params.stability}"
         " --patch-size {params.patch_size} --config-json {params.config_json:q}"
         " --out {output.html:q} --comparison {output.comparison:q}"
         " --roc-dir {output.roc:q} --ssl-dir {output.ssl:q} 2> {log:q}"

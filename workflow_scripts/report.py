@@ -36,6 +36,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--finetune", nargs="*", default=[], metavar="JSON", help="fine-tuning metrics.json files"
     )
     parser.add_argument("--ssl-log", help="SSL training log (CSV); absent with published weights")
+    parser.add_argument("--stability", nargs="*", default=[], help="each task's stability.json")
     parser.add_argument("--preview-table", help="lesion table to preview patches of (optional)")
     parser.add_argument("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
     parser.add_argument("--config-json", required=True, help="the workflow config, as JSON")
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             preview_table=args.preview_table,
             patch_size=args.patch_size,
             config=config,
+            stability=args.stability,
         )
         if args.comparison or args.roc_dir or args.ssl_dir:  # the parts first, the page last
             extra = {"comparison": args.comparison, "roc_dir": args.roc_dir}

@@ -13,52 +13,25 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS
 from workflow_scripts.config_tables import configured_tasks, table_paths, task_splits
+from workflow_scripts.sources import (
+    LINEAR_EVAL_NAMES,
+    PRETRAINED,
+    feature_dirs,
+)
 
 __all__ = [
-    "FEATURE_DIRS",
-    "LINEAR_EVAL_NAMES",
-    "PRETRAINED",
     "SUPERVISED_WEIGHTS",
     "all_targets",
-    "feature_dirs",
-    "feature_source",
-    "features_of",
     "finetune_inits",
-    "foundation_source",
-    "foundation_weights",
     "missing_tables",
-    "stability_sources",
+    "stability_targets",
 ]
 
-# Output folder of each feature source and the linear-evaluation file name made from it.
-FEATURE_DIRS = {"foundation": "features", "random-init": "features_random-init"}
-LINEAR_EVAL_NAMES = {"features": "linear_eval", "features_random-init": "linear_eval_random-init"}
-PRETRAINED = "results/pretrain/model_weights.torch"
 # The `supervised` initialisation: the backbone of the first paper task's random-init model.
 SUPERVISED_SOURCE = TASKS[1]
 SUPERVISED_WEIGHTS = f"results/{SUPERVISED_SOURCE.key}/finetune_random/model_weights.torch"
 
 Config = Mapping[str, Any]
-
-
-def foundation_weights(config: Config) -> str:
-    """The foundation backbone: a published weights file if configured, else our pretraining."""
-    return config.get("pretrained_weights") or PRETRAINED
-
-
-def foundation_source(config: Config) -> str:
-    """How the foundation features are labelled in outputs: ``published`` or ``foundation``."""
-    return "published" if config.get("pretrained_weights") else "foundation"
-
-
-def features_of(linear_eval_name: str) -> str:
-    """The feature folder a linear evaluation reads (``linear_eval_random-init`` -> its folder)."""
-    return {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}[linear_eval_name]
-
-
-def feature_source(config: Config, folder: str) -> str:
-    """The ``--source`` of a feature folder's linear evaluation."""
-    return foundation_source(config) if folder == FEATURE_DIRS["foundation"] else "random-init"
 
 
 def finetune_inits(config: Config, task_key: str) -> list[str]:
@@ -72,24 +45,12 @@ def finetune_inits(config: Config, task_key: str) -> list[str]:
     return inits
 
 
-def stability_sources(config: Config, task_key: str) -> list[tuple[str, str, str]]:
-    """``(name, weights or "random-init", linear model)`` of each feature source of a task."""
-    sources = []
-    for folder in feature_dirs(config):
-        source = feature_source(config, folder)
-        weights = foundation_weights(config) if folder == FEATURE_DIRS["foundation"] else source
-        sources.append(
-            (source, weights, f"results/{task_key}/{LINEAR_EVAL_NAMES[folder]}_model.npz")
-        )
-    return sources
-
-
-def feature_dirs(config: Config) -> list[str]:
-    """Feature output folders per task: foundation, plus the random-init control if enabled."""
-    dirs = [FEATURE_DIRS["foundation"]]
-    if config["features"]["random_init_control"]:
-        dirs.append(FEATURE_DIRS["random-init"])
-    return dirs
+def stability_targets(config: Config) -> list[str]:
+    """Each task's ``stability.json`` (tasks with a test table), when stability is enabled."""
+    if not config["stability"]["enabled"]:
+        return []
+    keys = [key for key in configured_tasks(config) if "test" in task_splits(config, key)]
+    return [f"results/{key}/stability.json" for key in keys]
 
 
 def all_targets(config: Config) -> list[str]:
@@ -103,8 +64,7 @@ def all_targets(config: Config) -> list[str]:
         for folder in feature_dirs(config):
             targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
             targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
-        if config["stability"]["enabled"] and "test" in task_splits(config, key):
-            targets.append(f"{base}/stability.json")
+    targets += stability_targets(config)
     targets.append("results/report/report.html")
     return targets
 

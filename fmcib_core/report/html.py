@@ -40,6 +40,7 @@ from fmcib_core.report.load import (
     task_name,
     task_order,
 )
+from fmcib_core.report.stability import stability_section
 
 __all__ = ["METRIC_NAMES", "PAPER_NOTE", "build_report", "format_metric", "render_report"]
 
@@ -212,6 +213,7 @@ def render_report(
     patch_size: int,
     config: Any,
     created: datetime,
+    stability: Sequence[str | Path] = (),
 ) -> str:
     """Assemble the HTML page from loaded inputs (see :func:`build_report`)."""
     evaluations = sorted(evaluations, key=lambda e: e.order)
@@ -229,6 +231,7 @@ def render_report(
         ("Results", f"{table}{_note(table_caption)}"),
         ("ROC curves", _roc_section(evaluations)),
         ("Self-supervised pretraining", _ssl_section(ssl_log)),
+        ("Seed-point stability", stability_section(stability)),
         ("Patch previews", _preview_section(previews, patch_size)),
         ("Configuration", f"<pre>{html.escape(config_text)}</pre>"),
         ("Result files", f"<ul>{inputs}</ul>" if inputs else _note("None.")),
@@ -255,6 +258,7 @@ def build_report(
     config: Any,
     n_previews: int = 8,
     created: datetime | None = None,
+    stability: Sequence[str | Path] = (),
 ) -> str:
     """Read every input, then return the report as one self-contained HTML page.
 
@@ -267,6 +271,7 @@ def build_report(
         patch_size: the patch side in voxels (1 mm).
         config: the workflow configuration, shown as YAML.
         n_previews: lesions to preview.
+        stability: each task's ``stability.json`` (``results/<task>/stability.json``).
         created: the time stamp shown (default: now).
 
     Raises:
@@ -290,4 +295,5 @@ def build_report(
         patch_size=patch_size,
         config=config,
         created=created or datetime.now().astimezone(),
+        stability=stability,
     )

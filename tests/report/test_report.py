@@ -382,3 +382,26 @@ def test_the_report_script_writes_the_parts_beside_the_page(tmp_path):
     assert (out / "roc" / "task2.png").read_bytes() == _page_images(page)["ROC curves, task 2"]
     assert [p.name for p in (out / "ssl").iterdir()] == ["README.txt"]
     assert "<td>0.600</td>" in (out / "comparison.html").read_text()
+
+
+def test_stability_section_shows_a_figure_per_task(tmp_path) -> None:
+    import json
+
+    from fmcib_core.report.stability import stability_section
+
+    source = {
+        "metrics": {"roc_auc": {"unperturbed": 0.7, "perturbed": {}, "values": [0.6, 0.65, 0.7]}},
+        "icc": {"histogram": {"edges": [0, 0.5, 1], "counts": [3, 5]},
+                "share": {"above_0.75": 0.25, "above_0.9": 0.125}},
+    }  # fmt: skip
+    data = {
+        "task": 2, "n_lesions": 12, "perturbations": {"copies": 3, "sigma_mm": 4.0,
+        "distribution": "normal", "seed": 0}, "seeds_outside_scan": {"count": 1, "of": 36,
+        "handling": "clamped"}, "sources": {"foundation": source, "random-init": source},
+    }  # fmt: skip
+    path = tmp_path / "stability.json"
+    path.write_text(json.dumps(data))
+    html = stability_section([path])
+    assert html.count("<img") == 1 and "Task 2" in html and "foundation 25% / 12%" in html
+    assert "Seeds outside the scan: 1 of 36" in html
+    assert "not run" in stability_section([])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_scripts import config_tables, rule_args, targets
+from workflow_scripts import config_tables, rule_args, sources, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +40,8 @@ def test_published_weights_skip_pretraining(demo_config: dict) -> None:
     assert "results/pretrain/model_weights.torch" in targets.all_targets(demo_config)
     cfg = copy.deepcopy(demo_config)
     cfg["pretrained_weights"] = "weights/model_weights.torch"
-    assert targets.foundation_weights(cfg) == "weights/model_weights.torch"
-    assert targets.foundation_source(cfg) == "published"
+    assert sources.foundation_weights(cfg) == "weights/model_weights.torch"
+    assert sources.foundation_source(cfg) == "published"
     assert not any("pretrain" in t for t in targets.all_targets(cfg) if "validation" not in t)
 
 
@@ -139,3 +139,21 @@ def test_preview_table(demo_config: dict) -> None:
     cfg = copy.deepcopy(demo_config)
     del cfg["tables"]["task1"]
     assert config_tables.preview_table(cfg) == "resources/demo/pretrain.csv"
+
+
+def test_stability_targets_and_sources(demo_config: dict) -> None:
+    assert targets.stability_targets(demo_config) == [
+        f"results/task{n}/stability.json" for n in (1, 2, 3)
+    ]
+    assert sources.stability_sources(demo_config, "task2") == [
+        (
+            "foundation",
+            "results/pretrain/model_weights.torch",
+            "results/task2/linear_eval_model.npz",
+        ),
+        ("random-init", "random-init", "results/task2/linear_eval_random-init_model.npz"),
+    ]
+    cfg = copy.deepcopy(demo_config)
+    cfg["stability"]["enabled"] = False
+    assert targets.stability_targets(cfg) == []
+    assert not any("stability" in t for t in targets.all_targets(cfg))
