@@ -1,0 +1,221 @@
+"""Format-faithful synthetic inputs for the converter tests, each with a lesion at a known place.
+
+CT series are written slice by slice with pydicom (every attribute a CT Image needs), RTSTRUCTs
+with pydicom after the RT Structure Set IOD, DICOM-SEGs with highdicom; label maps with
+SimpleITK. A lesion is a ball of ``LESION_HU`` in a ``BACKGROUND_HU`` volume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import SimpleITK as sitk
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+
+LESION_HU = 200
+BACKGROUND_HU = -900
+
+
+@dataclass
+class CtSeries:
+    """A CT series written to ``folder``: its geometry (x, y, z order) and UIDs."""
+
+    folder: Path
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    shape_zyx: tuple[int, int, int]
+    patient_id: str
+    study_uid: str
+    series_uid: str
+    frame_uid: str
+    datasets: list[pydicom.Dataset] = field(default_factory=list)
+
+    def world(self, index_xyz) -> np.ndarray:
+        """World LPS mm of continuous (x, y, z) indices (identity orientation)."""
+        return np.asarray(self.origin) + np.asarray(index_xyz, float) * np.asarray(self.spacing)
+
+    def image(self) -> sitk.Image:
+        """An empty image with the series' geometry."""
+        image = sitk.Image(list(self.shape_zyx[::-1]), sitk.sitkUInt8)
+        image.SetSpacing(self.spacing)
+        image.SetOrigin(self.origin)
+        return image
+
+
+def ball(shape_zyx, spacing, origin, centre_lps, radius_mm) -> np.ndarray:
+    """Boolean (z, y, x) mask of voxel centres within ``radius_mm`` of ``centre_lps``."""
+    z, y, x = np.indices(shape_zyx, dtype=np.float64)
+    pos = [origin[i] + (x, y, z)[i] * spacing[i] for i in range(3)]
+    return sum((pos[i] - centre_lps[i]) ** 2 for i in range(3)) <= radius_mm**2
+
+
+def write_ct_series(
+    folder: Path,
+    hu_zyx: np.ndarray,
+    spacing=(0.9, 0.8, 2.0),
+    origin=(-40.0, 20.0, -60.0),
+    patient_id: str = "PAT-1",
+    study_uid: str | None = None,
+    frame_uid: str | None = None,
+) -> CtSeries:
+    """Write an int16 HU volume as one CT Image Storage file per slice (identity orientation)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    series = CtSeries(
+        folder, tuple(spacing), tuple(origin), hu_zyx.shape, patient_id,
+        study_uid or generate_uid(), generate_uid(), frame_uid or generate_uid(),
+    )  # fmt: skip
+    for k, plane in enumerate(hu_zyx.astype(np.int16)):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = CTImageStorage
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = pydicom.Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.PatientID, ds.PatientName = patient_id, f"{patient_id}^"
+        ds.PatientBirthDate, ds.PatientSex = "19500101", "O"
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = series.study_uid, series.series_uid
+        ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = series.frame_uid, ""
+        ds.StudyDate, ds.StudyTime, ds.StudyID, ds.AccessionNumber = "20200101", "120000", "1", ""
+        ds.ReferringPhysicianName, ds.Manufacturer = "", "test"
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, k + 1
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.ImagePositionPatient = [origin[0], origin[1], origin[2] + k * spacing[2]]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [spacing[1], spacing[0]]
+        ds.SliceThickness = spacing[2]
+        ds.Rows, ds.Columns = plane.shape
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = 0, 1, "HU"
+        ds.KVP = 120
+        ds.PixelData = plane.tobytes()
+        ds.save_as(folder / f"slice_{k:03d}.dcm", enforce_file_format=True)
+        series.datasets.append(ds)
+    return series
+
+
+def circle_contours(
+    series: CtSeries, centre_lps, radius_mm, n_points: int = 40
+) -> list[np.ndarray]:
+    """Closed planar contours (world mm) of a ball, one per slice it crosses.
+
+    The polygon's radius is that of the ball's cross-section plus a third of a pixel, so that no
+    voxel centre lies on an edge (the rasterisers under test then cannot disagree on ties).
+    """
+    contours = []
+    angles = np.linspace(0, 2 * np.pi, n_points, endpoint=False) + 0.1
+    for k in range(series.shape_zyx[0]):
+        z = series.origin[2] + k * series.spacing[2]
+        r2 = radius_mm**2 - (z - centre_lps[2]) ** 2
+        if r2 <= 0:
+            continue
+        r = np.sqrt(r2) + series.spacing[0] / 3
+        x = centre_lps[0] + r * np.cos(angles)
+        y = centre_lps[1] + r * np.sin(angles)
+        contours.append(np.column_stack([x, y, np.full(n_points, z)]))
+    return contours
+
+
+def write_rtstruct(
+    path: Path, series: CtSeries, rois: dict[str, list[np.ndarray]], series_uid: str | None = None
+) -> Path:
+    """An RT Structure Set referencing ``series`` (or ``series_uid``) with the given ROIs."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = RTStructureSetStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = RTStructureSetStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.PatientID, ds.PatientName = "RTSTRUCT", series.patient_id, series.patient_id
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = series.study_uid, generate_uid()
+    ds.StructureSetLabel, ds.StructureSetDate, ds.StructureSetTime = "test", "20200101", "120000"
+    contour_images = []
+    for image in series.datasets:
+        item = pydicom.Dataset()
+        item.ReferencedSOPClassUID, item.ReferencedSOPInstanceUID = (
+            CTImageStorage,
+            image.SOPInstanceUID,
+        )
+        contour_images.append(item)
+    ref_series = pydicom.Dataset()
+    ref_series.SeriesInstanceUID = series_uid or series.series_uid
+    ref_series.ContourImageSequence = contour_images
+    ref_study = pydicom.Dataset()
+    ref_study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"
+    ref_study.ReferencedSOPInstanceUID = series.study_uid
+    ref_study.RTReferencedSeriesSequence = [ref_series]
+    frame = pydicom.Dataset()
+    frame.FrameOfReferenceUID = series.frame_uid
+    frame.RTReferencedStudySequence = [ref_study]
+    ds.ReferencedFrameOfReferenceSequence = [frame]
+    ds.StructureSetROISequence, ds.ROIContourSequence, ds.RTROIObservationsSequence = [], [], []
+    for number, (name, contours) in enumerate(rois.items(), start=1):
+        roi = pydicom.Dataset()
+        roi.ROINumber, roi.ROIName, roi.ROIGenerationAlgorithm = number, name, "MANUAL"
+        roi.ReferencedFrameOfReferenceUID = series.frame_uid
+        ds.StructureSetROISequence.append(roi)
+        roi_contour = pydicom.Dataset()
+        roi_contour.ReferencedROINumber, roi_contour.ROIDisplayColor = number, [255, 0, 0]
+        roi_contour.ContourSequence = []
+        for points in contours:
+            contour = pydicom.Dataset()
+            contour.ContourGeometricType = "CLOSED_PLANAR"
+            contour.NumberOfContourPoints = len(points)
+            contour.ContourData = [round(float(v), 6) for v in points.reshape(-1)]
+            roi_contour.ContourSequence.append(contour)
+        ds.ROIContourSequence.append(roi_contour)
+        observation = pydicom.Dataset()
+        observation.ObservationNumber, observation.ReferencedROINumber = number, number
+        observation.RTROIInterpretedType, observation.ROIInterpreter = "GTV", ""
+        ds.RTROIObservationsSequence.append(observation)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_seg(path: Path, series: CtSeries, masks: dict[str, np.ndarray]) -> Path:
+    """A binary DICOM-SEG written by highdicom on ``series``, one segment per mask (z, y, x)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n,
+            segment_label=label,
+            segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+            segmented_property_type=codes.SCT.Neoplasm,
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for n, label in enumerate(masks, start=1)
+    ]
+    pixels = np.stack(list(masks.values()), axis=-1).astype(np.uint8)  # (frames, rows, cols, segs)
+    seg = hd.seg.Segmentation(
+        source_images=series.datasets,
+        pixel_array=pixels,
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions,
+        series_instance_uid=generate_uid(),
+        series_number=2,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="test",
+        manufacturer_model_name="test",
+        software_versions="0",
+        device_serial_number="0",
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seg.save_as(path)
+    return path
+
+
+def lesion_volume(shape_zyx, spacing, origin, centre_lps, radius_mm) -> np.ndarray:
+    """An int16 HU volume: background with one ball lesion."""
+    hu = np.full(shape_zyx, BACKGROUND_HU, dtype=np.int16)
+    hu[ball(shape_zyx, spacing, origin, centre_lps, radius_mm)] = LESION_HU
+    return hu
