@@ -36,10 +36,11 @@ def assert_seeds_in_lesions(
         assert image[index] == lesion_hu, (row, index)
     patches = extract_patches(table_path, size=size) * HU_SCALE - HU_OFFSET
     c = size // 2
-    centre = patches[:, 0, c - 2 : c + 2, c - 2 : c + 2, c - 2 : c + 2].mean(axis=(1, 2, 3))
+    centre = patches[:, 0, c - 1 : c + 1, c - 1 : c + 1, c - 1 : c + 1].mean(axis=(1, 2, 3))
     corner = patches[:, 0, :3, :3, :3].mean(axis=(1, 2, 3))
-    assert np.all(centre > lesion_hu - 50), centre
-    assert np.all(centre - corner > 0.8 * (lesion_hu - background_hu)), (centre, corner)
+    contrast = lesion_hu - background_hu
+    assert np.all(centre > background_hu + 0.75 * contrast), centre
+    assert np.all(centre - corner > 0.7 * contrast), (centre, corner)
     return table
 
 

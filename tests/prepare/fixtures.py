@@ -219,3 +219,97 @@ def lesion_volume(shape_zyx, spacing, origin, centre_lps, radius_mm) -> np.ndarr
     hu = np.full(shape_zyx, BACKGROUND_HU, dtype=np.int16)
     hu[ball(shape_zyx, spacing, origin, centre_lps, radius_mm)] = LESION_HU
     return hu
+
+
+DL_COLUMNS = (
+    "File_name", "Patient_index", "Study_index", "Series_ID", "Key_slice_index",
+    "Measurement_coordinates", "Bounding_boxes", "Lesion_diameters_Pixel_",
+    "Normalized_lesion_location", "Coarse_lesion_type", "Possibly_noisy", "Slice_range",
+    "Spacing_mm_px_", "Image_size", "DICOM_windows", "Patient_gender", "Patient_age",
+    "Train_Val_Test",
+)  # fmt: skip
+
+
+@dataclass
+class DeepLesionCase:
+    """One DeepLesion lesion: its series, key slice and RECIST crossing (pixels)."""
+
+    patient: int
+    split: int
+    kind: int
+    key: int = 7
+    slices: tuple[int, int] = (1, 12)
+    spacing: tuple[float, float, float] = (0.7, 0.7, 2.0)
+    centre_xy: tuple[float, float] = (30.3, 25.7)
+    crossing: bool = True
+    study: int = 1
+    series: int = 1
+
+    @property
+    def folder(self) -> str:
+        return f"{self.patient:06d}_{self.study:02d}_{self.series:02d}"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.folder}_{self.key:03d}.png"
+
+    def expected_world(self) -> np.ndarray:
+        """The seed from the documented geometry: identity direction, origin (0, 0, (s0-1)*dz)."""
+        x, y = self.centre_xy
+        sx, sy, sz = self.spacing
+        return np.array([x * sx, y * sy, (self.key - 1) * sz])
+
+
+def _recist(case: DeepLesionCase) -> tuple[list[float], list[float]]:
+    """Long and short axes crossing at the centre (or, not crossing, both left of it)."""
+    cx, cy = case.centre_xy
+    if case.crossing:
+        long_axis = [cx - 4.0, cy - 1.0, cx + 4.0, cy + 1.0]
+        short_axis = [cx + 0.5, cy - 2.0, cx - 0.5, cy + 2.0]
+    else:  # the short axis lies entirely beside the long one
+        long_axis = [cx - 4.0, cy - 1.0, cx - 1.0, cy - 0.25]
+        short_axis = [cx + 0.5, cy - 2.0, cx - 0.5, cy + 2.0]
+    return long_axis + short_axis, [cx - 4.0, cy - 4.0, cx + 4.0, cy + 4.0]
+
+
+def write_deeplesion(root: Path, cases: list[DeepLesionCase], size: int = 64) -> Path:
+    """``root/Images_png`` (16-bit PNGs, HU + 32768) and ``root/DL_info.csv`` for ``cases``."""
+    rows = []
+    for case in cases:
+        folder = root / "Images_png" / case.folder
+        folder.mkdir(parents=True, exist_ok=True)
+        start, stop = case.slices
+        cx, cy = case.centre_xy
+        y, x = np.indices((size, size), dtype=np.float64)
+        for number in range(start, stop + 1):
+            dz = (number - case.key) * case.spacing[2]
+            r2 = ((x - cx) * case.spacing[0]) ** 2 + ((y - cy) * case.spacing[1]) ** 2 + dz**2
+            hu = np.where(r2 <= 6.0**2, LESION_HU, BACKGROUND_HU)
+            png = sitk.GetImageFromArray((hu + 32768).astype(np.uint16))
+            sitk.WriteImage(png, str(folder / f"{number:03d}.png"))
+        measurement, box = _recist(case)
+        rows.append({
+            "File_name": case.file_name,
+            "Patient_index": case.patient,
+            "Study_index": case.study,
+            "Series_ID": case.series,
+            "Key_slice_index": case.key,
+            "Measurement_coordinates": ", ".join(f"{v:.3f}" for v in measurement),
+            "Bounding_boxes": ", ".join(f"{v:.3f}" for v in box),
+            "Lesion_diameters_Pixel_": "8.246, 4.123",
+            "Normalized_lesion_location": "0.47, 0.4, 0.5",
+            "Coarse_lesion_type": case.kind,
+            "Possibly_noisy": 0,
+            "Slice_range": f"{start}, {stop}",
+            "Spacing_mm_px_": ", ".join(f"{v:g}" for v in case.spacing),
+            "Image_size": f"{size}, {size}",
+            "DICOM_windows": "-175, 275",
+            "Patient_gender": "F" if case.patient % 2 else "M",
+            "Patient_age": 50 + case.patient,
+            "Train_Val_Test": case.split,
+        })  # fmt: skip
+    info = root / "DL_info.csv"
+    import pandas as pd
+
+    pd.DataFrame(rows, columns=list(DL_COLUMNS)).to_csv(info, index=False)
+    return info
