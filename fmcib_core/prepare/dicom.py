@@ -27,6 +27,7 @@ __all__ = [
     "read_rtstruct",
     "read_seg",
     "read_series",
+    "referenced_series",
     "series_uid_of_folder",
 ]
 
@@ -164,7 +165,7 @@ class Segment:
     mask: np.ndarray
 
 
-def _referenced_series(ds: pydicom.Dataset) -> set[str]:
+def referenced_series(ds: pydicom.Dataset) -> set[str]:
     """Series UIDs a SEG (ReferencedSeriesSequence) or RTSTRUCT (RTReferencedSeriesSequence)
     names."""
     found = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", [])}
@@ -180,7 +181,7 @@ def check_references(ds: pydicom.Dataset, series_uid: str | None, where: Path) -
 
     With ``series_uid`` None (the image is no DICOM series) nothing can be checked.
     """
-    referenced = _referenced_series(ds)
+    referenced = referenced_series(ds)
     if series_uid is None or not referenced or series_uid in referenced:
         return None
     return f"references series {', '.join(sorted(referenced))}, not the image's series {series_uid}"

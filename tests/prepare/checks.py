@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from matplotlib.path import Path as PolygonPath
 
 from fmcib_core.data.patches import HU_OFFSET, HU_SCALE, extract_patches
 from fmcib_core.io import read_image, validate_table
@@ -49,3 +50,16 @@ def write_label_map(path: Path, labels_zyx: np.ndarray, like: sitk.Image) -> Pat
     image.CopyInformation(like)
     sitk.WriteImage(image, str(path))
     return path
+
+
+def rasterised_independently(contours, ct) -> np.ndarray:
+    """matplotlib's point-in-polygon on the voxel centres (the converter fills by scanlines)."""
+    mask = np.zeros(ct.shape_zyx, dtype=bool)
+    j, i = np.mgrid[0 : ct.shape_zyx[1], 0 : ct.shape_zyx[2]]
+    centres = np.column_stack([i.ravel(), j.ravel()]).astype(float)
+    for points in contours:
+        index = (points - np.asarray(ct.origin)) / np.asarray(ct.spacing)
+        k = int(round(index[0, 2]))
+        inside = PolygonPath(index[:, :2]).contains_points(centres).reshape(mask.shape[1:])
+        mask[k] ^= inside
+    return mask

@@ -9,10 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-from matplotlib.path import Path as PolygonPath
 
 from tests.prepare import fixtures
-from tests.prepare.checks import assert_seeds_in_lesions, world_centroid, write_label_map
+from tests.prepare.checks import (
+    assert_seeds_in_lesions,
+    rasterised_independently,
+    world_centroid,
+    write_label_map,
+)
 from tests.prepare.conftest import CENTRE, ORIGIN, RADIUS, SPACING
 
 
@@ -82,19 +86,6 @@ def test_empty_mask_is_skipped_and_counted(tmp_path, ct, lesion_mask, main):
     assert skipped["mask has no labelled voxel"]["count"] == 1
 
 
-def _rasterised_independently(contours, ct) -> np.ndarray:
-    """matplotlib's point-in-polygon on the voxel centres (the converter fills by scanlines)."""
-    mask = np.zeros(ct.shape_zyx, dtype=bool)
-    j, i = np.mgrid[0 : ct.shape_zyx[1], 0 : ct.shape_zyx[2]]
-    centres = np.column_stack([i.ravel(), j.ravel()]).astype(float)
-    for points in contours:
-        index = (points - np.asarray(ct.origin)) / np.asarray(ct.spacing)
-        k = int(round(index[0, 2]))
-        inside = PolygonPath(index[:, :2]).contains_points(centres).reshape(mask.shape[1:])
-        mask[k] ^= inside
-    return mask
-
-
 def test_rtstruct_seed_per_matching_roi(tmp_path, ct, main):
     gtv = fixtures.circle_contours(ct, CENTRE, RADIUS)
     other = fixtures.circle_contours(ct, (ORIGIN[0] + 6, ORIGIN[1] + 6, CENTRE[2]), 3.0)
@@ -103,7 +94,7 @@ def test_rtstruct_seed_per_matching_roi(tmp_path, ct, main):
     assert main([str(_table(tmp_path, ["rt/rs.dcm"])), "--out", str(out), "--roi", "^gtv"]) == 0
     table = assert_seeds_in_lesions(out, fixtures.LESION_HU, fixtures.BACKGROUND_HU)
     assert table["roi_name"].tolist() == ["GTV-1"] and table["mask_label"].tolist() == [2]
-    expected_mask = _rasterised_independently(gtv, ct)
+    expected_mask = rasterised_independently(gtv, ct)
     expected = world_centroid(expected_mask, ORIGIN, SPACING)
     row = table.iloc[0]
     assert np.abs(row[["coordX", "coordY", "coordZ"]].to_numpy(float) - expected).max() < 1e-3
