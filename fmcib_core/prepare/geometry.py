@@ -101,16 +101,19 @@ def index_of_points(image: sitk.Image, points_lps: np.ndarray) -> np.ndarray:
     return (np.asarray(points_lps, dtype=np.float64) - origin) @ to_index.T
 
 
-def mask_seed(image: sitk.Image, mask_zyx: np.ndarray) -> MaskSeed | None:
+def mask_seed(
+    image: sitk.Image, mask_zyx: np.ndarray, offset_zyx: tuple[int, int, int] = (0, 0, 0)
+) -> MaskSeed | None:
     """The centroid of a boolean mask (axes z, y, x, on ``image``'s grid) in world LPS mm.
 
     The mean voxel index is mapped through the image's geometry (an affine map, so this is also
-    the mean of the voxels' world positions). Returns None for an empty mask.
+    the mean of the voxels' world positions). ``offset_zyx`` is the grid index of the mask's
+    first voxel when the mask is a crop of the grid. Returns None for an empty mask.
     """
     voxels = np.argwhere(mask_zyx)
     if len(voxels) == 0:
         return None
-    centre_xyz = voxels.mean(axis=0)[::-1]
+    centre_xyz = (voxels.mean(axis=0) + np.asarray(offset_zyx, dtype=np.float64))[::-1]
     point = image.TransformContinuousIndexToPhysicalPoint(centre_xyz.tolist())
     voxel_mm3 = float(np.prod(image.GetSpacing()))
     return MaskSeed(tuple(float(v) for v in point), len(voxels), len(voxels) * voxel_mm3)

@@ -1,4 +1,4 @@
-"""Seeded patient-level splits, stratified by a label."""
+"""Seeded patient-level splits whose lesion counts follow the fractions within each class."""
 
 from __future__ import annotations
 
@@ -10,15 +10,6 @@ import pandas as pd
 __all__ = ["split_patients"]
 
 
-def _counts(n: int, fractions: Sequence[float]) -> list[int]:
-    """Split ``n`` items by ``fractions`` (summing to 1), largest remainders rounded up."""
-    raw = np.asarray(fractions, dtype=np.float64) * n
-    counts = np.floor(raw).astype(int)
-    for i in np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]:
-        counts[i] += 1
-    return counts.tolist()
-
-
 def split_patients(
     patients: pd.Series,
     names: Sequence[str],
@@ -28,34 +19,44 @@ def split_patients(
 ) -> pd.Series:
     """Assign each row a split so that all rows of a patient share one split.
 
-    Patients are sorted, grouped by stratum (a patient's stratum is the largest value of
-    ``strata`` among its rows, e.g. "has a malignant nodule"), shuffled with ``seed`` within each
-    stratum and cut by ``fractions`` (largest remainders get the leftover patients).
+    Each split's target is ``fraction`` of the rows of every stratum (class); a missing stratum
+    value is a class of its own. Patients are taken in a seeded random order, those with more
+    rows first, and each goes to the split whose targets for that patient's rows are least met
+    (the largest total relative deficit; ties to the earlier split). With one row per patient
+    this is a stratified split; with several, the per-class row counts still come out close to
+    the fractions (a split by patients alone can leave one class short in a split).
 
     Args:
         patients: the patient identifier of each row.
         names: split names, e.g. ``("train", "val", "test")``.
-        fractions: the share of patients of each split; they must sum to 1.
+        fractions: the share of each split; they must sum to 1.
         seed: the random seed.
-        strata: a per-row value to stratify on (rows with a missing value form their own stratum).
+        strata: a per-row class to balance (None: balance the row counts only).
 
     Returns:
         The split name of each row, indexed like ``patients``.
     """
-    if len(names) != len(fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ValueError(f"fractions {list(fractions)} must be one per split and sum to 1")
+    if len(names) != len(fractions) or abs(sum(fractions) - 1) > 1e-6 or min(fractions) < 0:
+        raise ValueError(f"fractions {list(fractions)} must be >= 0, one per split, sum to 1")
     patients = patients.astype(str)
-    if strata is None:
-        per_patient = pd.Series(0, index=sorted(patients.unique()))
-    else:
-        values = pd.to_numeric(strata, errors="coerce").fillna(-1)
-        per_patient = values.groupby(patients).max().sort_index()
+    classes = (
+        pd.Series(0, index=patients.index)
+        if strata is None
+        else strata.astype(str).where(strata.notna(), "missing")
+    )
+    counts = pd.crosstab(patients, classes)  # patients (sorted) x classes
+    target = np.outer(np.asarray(fractions, dtype=np.float64), counts.sum(0).to_numpy())
+    current = np.zeros_like(target)
     rng = np.random.default_rng(seed)
-    assignment: dict[str, str] = {}
-    for _, group in per_patient.groupby(per_patient, sort=True):
-        order = rng.permutation(group.index.to_numpy())
-        start = 0
-        for name, count in zip(names, _counts(len(order), fractions), strict=True):
-            assignment.update(dict.fromkeys(order[start : start + count], name))
-            start += count
+    shuffled = rng.permutation(len(counts))
+    sizes = counts.to_numpy().sum(1)
+    order = shuffled[np.argsort(-sizes[shuffled], kind="stable")]
+    assignment = {}
+    for p in order:
+        rows = counts.to_numpy()[p]
+        deficit = ((target - current) / np.maximum(target, 1e-9) * rows).sum(1)
+        deficit[np.asarray(fractions) == 0] = -np.inf
+        s = int(np.argmax(deficit))
+        current[s] += rows
+        assignment[counts.index[p]] = names[s]
     return patients.map(assignment)

