@@ -7,8 +7,10 @@ import shlex
 from snakemake.exceptions import WorkflowError
 
 from workflow_scripts.config_tables import (
+    PREPARED,
     configured_tasks,
     demo_tables,
+    prepared_datasets,
     preview_table,
     table_labels,
     table_paths,
@@ -19,6 +21,7 @@ from workflow_scripts.rule_args import (
     csv_flag,
     finetune_options,
     list_flag,
+    prepare_options,
     task_cli,
 )
 from workflow_scripts.targets import (
@@ -46,6 +49,7 @@ if _missing:
     )
 
 TABLES = table_paths(config)
+PREPARED_DIRS = prepared_datasets(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
 # Every rule runs this checkout's fmcib_core, also in a conda env that holds only its
@@ -123,3 +127,13 @@ def report_inputs(wildcards):
     if preview_table(config):
         files["preview_table"] = preview_table(config)
     return files
+
+
+def prepared_output(dataset, name):
+    return os.path.join(PREPARED_DIRS[dataset], name)
+
+
+def prepared_tables_of(dataset, extra=()):
+    return [
+        prepared_output(dataset, f"{key}.csv") for key in (*extra, *PREPARED[dataset])
+    ]

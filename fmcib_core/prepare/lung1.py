@@ -213,9 +213,10 @@ def prepare_lung1(
     """Convert LUNG1 into ``lung1.csv`` (and, with ``split`` fractions, Task 3's tables).
 
     ``image_path`` is the CT series' folder when the series is alone in it, else a NIfTI of the
-    series written under ``images/``. Columns: image_path, coordX/Y/Z, PatientID,
-    ``series_uid``, ``roi_name``, ``mask_volume_mm3``, ``survival`` (Survival.time > 730),
-    ``survival_time``, ``event``, then every clinical column.
+    series written under ``images/`` (always created, empty when every series is alone).
+    Columns: image_path, coordX/Y/Z, PatientID, ``series_uid``, ``roi_name``,
+    ``mask_volume_mm3``, ``survival`` (Survival.time > 730), ``survival_time``, ``event``, then
+    every clinical column.
 
     Raises:
         DatasetError: every problem (unreadable DICOM, an RTSTRUCT without the ROI, bad clinical
@@ -252,8 +253,6 @@ def prepare_lung1(
                 f"{dicom_root}: no patient has a CT series, an RTSTRUCT with the ROI and a "
                 "clinical row; check --dicom and --clinical"
             )
-        if not any((tmp / "images").iterdir()):
-            (tmp / "images").rmdir()
         for name, frame in _tables(rows, table, split, seed, summary).items():
             write_table(frame, tmp / f"{name}.csv")
             summary.tables[name] = len(frame)

@@ -154,7 +154,7 @@ CONSUMED = {
     ("features", "random_init_control"): "whether the random-init feature jobs exist",
     ("features", "csv"): "--csv beside the parquet (checked below)",
 }
-STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources"}
+STRUCTURE = {"tables", "prepare", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 
 
 def _flag(key: str, value: object) -> str:
