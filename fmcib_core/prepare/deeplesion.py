@@ -5,7 +5,8 @@ Input: ``DL_info.csv`` as published (vector fields are comma-separated strings) 
 ``Images_png/{Patient:06d}_{Study:02d}_{Series:02d}/{slice:03d}.png`` with HU = value - 32768.
 Output, in a new folder: ``images/`` with one NIfTI per series slice range, ``pretrain.csv``
 (Train_Val_Test 1, unlabelled), ``task1_train.csv`` (2), ``task1_val.csv`` and
-``task1_test.csv`` (3, split 50/50 by patient with the seed), and ``summary.json``.
+``task1_test.csv`` (3, split 50/50 by patient with the seed, balanced per lesion type), and
+``summary.json``.
 """
 
 from __future__ import annotations
@@ -190,6 +191,19 @@ def _lesions(
         seed_xy, crossing = recist_seed(fields["Measurement_coordinates"], fields["Bounding_boxes"])
         size = tuple(int(v) for v in fields["Image_size"])
         lesions.append(_Lesion(pos, folder, (start, stop), key, spacing, size, seed_xy, crossing))
+    by_volume: dict[tuple, set] = {}
+    for lesion in lesions:
+        by_volume.setdefault((lesion.folder, lesion.slices), set()).add(
+            (lesion.spacing, lesion.size)
+        )
+    for (folder, slices), geometries in by_volume.items():
+        if len(geometries) > 1:
+            problems.add(
+                images / folder,
+                f"rows of slices {slices[0]}-{slices[1]} disagree on "
+                f"Spacing_mm_px_/Image_size ({sorted(geometries)})",
+                "use the published DL_info.csv",
+            )
     for folder, numbers in missing.items():
         shown = ", ".join(f"{n:03d}.png" for n in sorted(numbers)[:10])
         more = f" and {len(numbers) - 10} more" if len(numbers) > 10 else ""
@@ -302,7 +316,9 @@ def _tables(
     for name in table.loc[~split.isin([1, 2, 3]), "File_name"]:
         summary.skip("Train_Val_Test is not 1, 2 or 3", name)
     test = table[(split == 3) & labelled].copy()
-    halves = split_patients(test["Patient_index"], ("val", "test"), (0.5, 0.5), seed)
+    halves = split_patients(
+        test["Patient_index"], ("val", "test"), (0.5, 0.5), seed, strata=test["Coarse_lesion_type"]
+    )
     return {
         "pretrain": table[split == 1],
         "task1_train": table[(split == 2) & labelled],

@@ -21,8 +21,9 @@ def split_patients(
 
     Each split's target is ``fraction`` of the rows of every stratum (class); a missing stratum
     value is a class of its own. Patients are taken in a seeded random order, those with more
-    rows first, and each goes to the split whose targets for that patient's rows are least met
-    (the largest total relative deficit; ties to the earlier split). With one row per patient
+    rows first, and each goes to the split whose targets are least met: the relative deficit of
+    the split's row count in each of the patient's classes plus that of its total row count
+    (ties to the earlier split). With one row per patient
     this is a stratified split; with several, the per-class row counts still come out close to
     the fractions (a split by patients alone can leave one class short in a split).
 
@@ -55,6 +56,8 @@ def split_patients(
     for p in order:
         rows = counts.to_numpy()[p]
         deficit = ((target - current) / np.maximum(target, 1e-9) * rows).sum(1)
+        total_target, total = target.sum(1), current.sum(1)
+        deficit += (total_target - total) / np.maximum(total_target, 1e-9) * rows.sum()
         deficit[np.asarray(fractions) == 0] = -np.inf
         s = int(np.argmax(deficit))
         current[s] += rows

@@ -182,3 +182,12 @@ def test_bad_inputs_give_a_clear_message_and_write_nothing(tmp_path, ct, lesion_
     errors = [e for e in capsys.readouterr().err.splitlines() if " ERROR " in e]
     for row, (_, message) in enumerate(list(cases.values())[1:], start=1):
         assert any(f"row {row}:" in e and message in e for e in errors), (row, errors)
+
+
+def test_usage_errors_exit_2(tmp_path, main):
+    table = _table(tmp_path, ["labels.nii.gz"])
+    with pytest.raises(SystemExit) as bad_suffix:
+        main([str(table), "--out", str(tmp_path / "seeds.txt")])
+    with pytest.raises(SystemExit) as bad_regex:
+        main([str(table), "--out", str(tmp_path / "seeds.csv"), "--roi", "("])
+    assert bad_suffix.value.code == bad_regex.value.code == 2
