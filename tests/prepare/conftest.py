@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
 from tests.prepare import fixtures
-from tests.workflow_scripts import import_script
 
 SHAPE_ZYX = (20, 36, 40)
 SPACING = (0.9, 0.8, 2.0)
@@ -31,13 +27,3 @@ def ct(tmp_path: Path) -> fixtures.CtSeries:
 def lesion_mask() -> np.ndarray:
     """The lesion's voxels on the CT grid, (z, y, x)."""
     return fixtures.ball(SHAPE_ZYX, SPACING, ORIGIN, CENTRE, RADIUS)
-
-
-@pytest.fixture
-def load_script() -> Iterator[Callable[[str], ModuleType]]:
-    """Factory importing a workflow script afresh; the root logger is restored afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield import_script
-    root.handlers[:] = handlers
-    root.setLevel(level)
