@@ -191,3 +191,49 @@ def test_usage_errors_exit_2(tmp_path, main):
     with pytest.raises(SystemExit) as bad_regex:
         main([str(table), "--out", str(tmp_path / "seeds.csv"), "--roi", "("])
     assert bad_suffix.value.code == bad_regex.value.code == 2
+
+
+def test_flipped_direction_nifti(tmp_path, main):
+    """A RAS-stored volume (direction diag(-1, -1, 1)): the seed follows the image's geometry."""
+    direction = np.diag([-1.0, -1.0, 1.0])
+    origin, spacing, shape = (35.0, 60.0, -20.0), (0.9, 0.8, 2.0), (20, 36, 40)
+    z, y, x = np.indices(shape, dtype=float)
+    world = np.stack([origin[i] + direction[i, i] * (x, y, z)[i] * spacing[i] for i in range(3)])
+    centre = np.array([origin[0] - 0.9 * 21.2, origin[1] - 0.8 * 14.7, origin[2] + 2.0 * 9.6])
+    lesion = ((world - centre[:, None, None, None]) ** 2).sum(0) <= 6.0**2
+    ct = sitk.GetImageFromArray(np.where(lesion, fixtures.LESION_HU, fixtures.BACKGROUND_HU)
+                                .astype(np.int16))  # fmt: skip
+    ct.SetOrigin(origin)
+    ct.SetSpacing(spacing)
+    ct.SetDirection(direction.ravel().tolist())
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    write_label_map(tmp_path / "labels.nii.gz", lesion, ct)
+    table = pd.DataFrame({"image_path": ["ct.nii.gz"], "mask_path": ["labels.nii.gz"]})
+    table.to_csv(tmp_path / "masks.csv", index=False)
+    assert main([str(tmp_path / "masks.csv"), "--out", str(tmp_path / "seeds.csv")]) == 0
+    row = pd.read_csv(tmp_path / "seeds.csv").iloc[0]
+    expected = world_centroid(lesion, origin, spacing, direction)
+    assert np.abs(row[["coordX", "coordY", "coordZ"]].to_numpy(float) - expected).max() < 1e-3
+    assert_seeds_in_lesions(tmp_path / "seeds.csv", fixtures.LESION_HU, fixtures.BACKGROUND_HU)
+
+
+def test_seg_off_the_image_grid_or_rtstruct_of_another_series(
+    tmp_path, ct, lesion_mask, main, capsys
+):
+    fixtures.write_seg(tmp_path / "seg.dcm", ct, {"tumour": lesion_mask})
+    shifted = sitk.Image(list(ct.shape_zyx[::-1]), sitk.sitkInt16)
+    shifted.SetSpacing(ct.spacing)
+    shifted.SetOrigin((ct.origin[0] + 0.45, ct.origin[1], ct.origin[2]))  # half a voxel off
+    sitk.WriteImage(shifted, str(tmp_path / "shifted.nii.gz"))
+    gtv = fixtures.circle_contours(ct, CENTRE, RADIUS)
+    fixtures.write_rtstruct(tmp_path / "rs.dcm", ct, {"GTV": gtv}, series_uid="1.2.826.0.1.3")
+    table = pd.DataFrame(
+        {"image_path": ["shifted.nii.gz", "ct"], "mask_path": ["seg.dcm", "rs.dcm"]}
+    )
+    table.to_csv(tmp_path / "masks.csv", index=False)
+    out = tmp_path / "seeds.csv"
+    assert main([str(tmp_path / "masks.csv"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "row 1: seg.dcm: frame 1 does not lie on the image's voxel grid" in err
+    assert "row 2: rs.dcm: references series 1.2.826.0.1.3, not the image's series" in err
+    assert _nothing_written(out)
