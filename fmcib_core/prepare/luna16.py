@@ -251,7 +251,8 @@ def prepare_luna16(
     if not scans_dir.is_dir():
         raise DatasetError(f"{scans_dir}: scan folder does not exist; give --scans")
     paths = _find_scans(scans_dir, problems)
-    problems.raise_if_any()
+    if not paths:
+        problems.raise_if_any()
     try:
         lidc = read_lidc(lidc_db, paths)
     except ValueError as err:

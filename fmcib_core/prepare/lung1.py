@@ -230,9 +230,9 @@ def prepare_lung1(
         raise DatasetError(f"{dicom_root}: DICOM folder does not exist; give --dicom")
     table = _clinical(clinical, problems)
     index = dicom.build_index(dicom_root, problems)
-    problems.raise_if_any()
     summary.counts["files_ignored"] = len(index.ignored)
-    clinical_ids = set(table["PatientID"])
+    # Problems so far do not stop the checks of every patient below: all are reported together.
+    clinical_ids = set(index.rtstructs) if table is None else set(table["PatientID"])
     ct_patients = {p for s, p in index.series_patient.items() if index.series_modality[s] == "CT"}
     for patient in sorted(clinical_ids - ct_patients):
         summary.skip("no CT series under the DICOM folder", patient)

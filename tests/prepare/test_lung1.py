@@ -123,9 +123,11 @@ def test_unreadable_dicom_and_bad_clinical_write_nothing(tmp_path, dataset, main
     (root / "LUNG1-002" / "study" / "seg" / "slice_004.dcm").write_bytes(b"\0" * 64)
     table = pd.read_csv(clinical).drop(columns=["deadstatus.event"])
     table.to_csv(clinical, index=False)
+    _patient(root, 8, "tcia", roi_name="GTV-2")
     out = tmp_path / "prepared"
     assert main(_args(root, clinical, out)) == 1
     err = capsys.readouterr().err
     assert "slice_004.dcm: unreadable DICOM" in err
     assert "column 'deadstatus.event' is missing" in err
+    assert "no ROI matches '^gtv-1$' (ROIs: 'Body', 'GTV-2')" in err  # reported together
     assert not out.exists()
