@@ -181,7 +181,8 @@ def seeds_from_masks(
         where = f"{table_path}: row {pos + 1}: {record['mask_path']}"
         image_file, mask_file = base / str(record["image_path"]), base / str(record["mask_path"])
         if not mask_file.is_file():
-            problems.add(where, f"mask '{mask_file}' does not exist", "check mask_path")
+            what = "is a folder" if mask_file.is_dir() else "does not exist"
+            problems.add(where, f"mask '{mask_file}' {what}", "give a mask file in mask_path")
             continue
         if image_file not in grids:
             try:
@@ -201,12 +202,12 @@ def seeds_from_masks(
         if not objects:
             summary.skip("mask has no labelled voxel", f"row {pos + 1}: {mask_file}")
         for label, name, mask in objects:
+            if not mask.any():
+                summary.skip("segment or ROI has no voxel", f"row {pos + 1}: {name or label}")
+                continue
             parts = _components(mask) if options.components else [mask]
             for component, part in enumerate(parts, start=1):
                 seed = mask_seed(grid, part)
-                if seed is None:
-                    summary.skip("segment or ROI has no voxel", f"row {pos + 1}: {name or label}")
-                    continue
                 row = dict(zip(COORD_COLUMNS, seed.point, strict=True))
                 row |= {"mask_label": label, "roi_name": name}
                 if options.components:

@@ -106,9 +106,13 @@ def test_rtstruct_seed_per_matching_roi(tmp_path, ct, main):
 
 def test_seg_seed_per_segment(tmp_path, ct, lesion_mask, main):
     blocks = _far_blocks(lesion_mask.shape)
-    fixtures.write_seg(tmp_path / "seg.dcm", ct, {"tumour": lesion_mask, "blocks": blocks})
+    empty = np.zeros_like(lesion_mask)
+    segments = {"tumour": lesion_mask, "blocks": blocks, "empty": empty}
+    fixtures.write_seg(tmp_path / "seg.dcm", ct, segments)
     out = tmp_path / "seeds.csv"
     assert main([str(_table(tmp_path, ["seg.dcm"])), "--out", str(out), "--components"]) == 0
+    skipped = json.loads((tmp_path / "seeds.summary.json").read_text())["skipped"]
+    assert skipped["segment or ROI has no voxel"]["items"] == ["row 1: empty"]
     table = pd.read_csv(out)
     assert table[["mask_label", "roi_name", "mask_component"]].values.tolist() == [
         [1, "tumour", 1], [2, "blocks", 1], [2, "blocks", 2]
