@@ -185,9 +185,10 @@ def _tables(
 ) -> dict[str, pd.DataFrame]:
     lesions = pd.DataFrame(rows).merge(clinical, on="PatientID", how="left", validate="1:1")
     labels = survival_labels(lesions["Survival.time"], lesions["deadstatus.event"])
-    lesions.insert(7, "survival", labels)
-    lesions.insert(8, "survival_time", lesions["Survival.time"])
-    lesions.insert(9, "event", lesions["deadstatus.event"].astype(int))
+    at = lesions.columns.get_loc("mask_volume_mm3") + 1
+    lesions.insert(at, "survival", labels)
+    lesions.insert(at + 1, "survival_time", lesions["Survival.time"])
+    lesions.insert(at + 2, "event", lesions["deadstatus.event"].astype(int))
     for patient in lesions.loc[lesions["survival"].isna(), "PatientID"]:
         summary.skip(CENSORED, patient)
     tables = {"lung1": lesions}

@@ -75,6 +75,10 @@ def test_tables_labels_and_seeds(tmp_path, dataset, main):
     assert main(_args(root, clinical, out, "--split", "0.5", "0.25", "0.25")) == 0
     table = pd.read_csv(out / "lung1.csv")
     assert table["PatientID"].tolist() == sorted(patients)
+    assert list(table.columns[:11]) == [
+        "image_path", "coordX", "coordY", "coordZ", "PatientID", "series_uid", "roi_name",
+        "mask_volume_mm3", "survival", "survival_time", "event",
+    ]  # fmt: skip
     assert_seeds_in_lesions(out / "lung1.csv", fixtures.LESION_HU, fixtures.BACKGROUND_HU)
     for row in table.itertuples():
         series, gtv = patients[row.PatientID]
