@@ -1,5 +1,6 @@
-# fmcib-workflow: lesion tables -> validation -> SSL pretraining -> weights -> fine-tuning,
-# features, linear evaluation -> report. This file is only the table of contents.
+# fmcib-workflow: (public datasets -> prepared) lesion tables -> validation -> SSL pretraining ->
+# weights -> fine-tuning, features, linear evaluation -> report. This file is only the table of
+# contents.
 import os
 import re
 import sys
@@ -48,6 +49,7 @@ wildcard_constraints:
 
 
 include: "rules/data.smk"
+include: "rules/prepare.smk"
 include: "rules/pretrain.smk"
 include: "rules/finetune.smk"
 include: "rules/features.smk"

@@ -1,5 +1,6 @@
 # Shared helpers for the .smk files: config lookups and input functions built on the tested,
-# Snakemake-free functions in workflow_scripts/ (config_tables, targets, rule_args).
+# Snakemake-free functions in workflow_scripts/ (config_tables, prepared, sources, targets,
+# rule_args).
 import json
 import os
 import shlex
@@ -14,11 +15,13 @@ from workflow_scripts.config_tables import (
     table_paths,
     task_splits,
 )
+from workflow_scripts.prepared import PREPARED, prepared_datasets
 from workflow_scripts.rule_args import (
     cli_flags,
     csv_flag,
     finetune_options,
     list_flag,
+    prepare_options,
     repeated_flag,
     task_cli,
 )
@@ -51,6 +54,7 @@ if _missing:
     )
 
 TABLES = table_paths(config)
+PREPARED_DIRS = prepared_datasets(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
 # Every rule runs this checkout's fmcib_core, also in a conda env that holds only its
@@ -140,3 +144,13 @@ def stability_inputs(wildcards):
     files = {"models": [model for _, _, model in sources]}
     files["weights"] = [w for _, w, _ in sources if w != "random-init"]
     return files
+
+
+def prepared_output(dataset, name):
+    return os.path.join(PREPARED_DIRS[dataset], name)
+
+
+def prepared_tables_of(dataset, extra=()):
+    return [
+        prepared_output(dataset, f"{key}.csv") for key in (*extra, *PREPARED[dataset])
+    ]

@@ -9,10 +9,23 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS, Task
 
-__all__ = ["cli_flags", "csv_flag", "finetune_options", "list_flag", "repeated_flag", "task_cli"]
+__all__ = [
+    "PREPARE_INPUTS",
+    "cli_flags",
+    "csv_flag",
+    "finetune_options",
+    "list_flag",
+    "prepare_options",
+    "repeated_flag",
+    "task_cli",
+]
 
 # finetune: keys the rules use themselves rather than pass on.
 FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
+# prepare.<dataset>: keys the rules pass as inputs rather than options.
+PREPARE_INPUTS = ("root", "clinical", "lidc_db")
+# Task tables a prepared dataset must produce: lung1's converter writes them only with --split.
+PREPARE_SPLIT = (0.5, 0.25, 0.25)
 Config = Mapping[str, Any]
 
 
@@ -74,3 +87,18 @@ def finetune_options(config: Config, init: str) -> dict[str, Any]:
         "batch_size_random" if init == "random" else "batch_size"
     ]
     return {"bootstrap": config["linear_eval"]["bootstrap"], **options}
+
+
+def prepare_options(config: Config, dataset: str) -> str:
+    """The options of a ``prepare:`` dataset's converter: every key set (less the inputs), the
+    split (the rules always want the task tables), and the config's seed.
+
+    Keys left out fall back to the converter's own defaults (its ``--help`` lists them).
+    """
+    entry = dict(config["prepare"][dataset])
+    options = {k: v for k, v in entry.items() if k not in PREPARE_INPUTS and k != "split"}
+    flags = [cli_flags(options | {"seed": config["seed"]})]
+    if dataset != "deeplesion":
+        split = entry.get("split") or PREPARE_SPLIT
+        flags.append(list_flag("split", [str(v) for v in split]))
+    return " ".join(f for f in flags if f)

@@ -13,6 +13,7 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS
 from workflow_scripts.config_tables import configured_tasks, table_paths, task_splits
+from workflow_scripts.prepared import prepared_tables
 from workflow_scripts.sources import (
     LINEAR_EVAL_NAMES,
     PRETRAINED,
@@ -79,13 +80,17 @@ def _dotted(config: Config, table_key: str) -> str:
 
 
 def missing_tables(config: Config) -> list[str]:
-    """Config keys of needed tables whose file is absent (ignoring tables the demo rule makes)."""
+    """Config keys of needed tables whose file is absent (ignoring tables the demo and prepare
+    rules make)."""
     demo = config.get("demo")
     demo_dir = Path(demo["out_dir"]) if demo else None
     tasks = configured_tasks(config)
+    prepared = prepared_tables(config)
     missing = []
     for key, path in table_paths(config).items():
         if key != "pretrain" and key.rsplit("_", 1)[0] not in tasks:
+            continue
+        if key in prepared:
             continue
         if key == "pretrain" and config.get("pretrained_weights"):
             continue

@@ -202,7 +202,7 @@ CONSUMED = {
     ("features", "csv"): "--csv beside the parquet (checked below)",
     ("stability", "enabled"): "whether the stability jobs exist",
 }
-STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources"}
+STRUCTURE = {"tables", "prepare", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 
 
 def _flag(key: str, value: object) -> str:
