@@ -180,6 +180,7 @@ def test_deleting_an_intermediate_rebuilds_only_its_dependents(run_dir: Path) ->
     assert _planned_jobs(result) == {
         "extract_features": 1,
         "linear_eval": 1,
+        "stability": 1,
         "report": 1,
         "all": 1,
     }
