@@ -28,7 +28,9 @@ from fmcib_core.models import build_backbone
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ["config/config.yaml", "tests/workflow/tiny.yaml", "spaced.yaml"]
 DEMO_DIR = "data/with space ü"
-pytestmark = pytest.mark.slow
+# The module-scoped tiny run counts against its first test: allow it more than the suite-wide 600 s
+# on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def _copy_checkout(dest: Path) -> Path:

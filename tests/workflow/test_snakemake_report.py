@@ -21,6 +21,9 @@ from jinja2 import Environment
 
 from tests.workflow.test_run import _copy_checkout, _snakemake
 
+# Its module-scoped tiny run counts against the first test that uses it: more than 600 s.
+pytestmark = pytest.mark.timeout(1800)
+
 ROOT = Path(__file__).resolve().parents[2]
 CAPTIONS = ROOT / "rules" / "report"
 # Merged over the tiny run's configs: one task, one fine-tuning.
