@@ -1,8 +1,9 @@
 """fmcib_core: the library behind the fmcib-workflow Snakemake pipeline.
 
 Layers, lowest first (a lower layer never imports a higher one): ``tasks`` -> ``io`` -> ``data``
--> ``transforms`` -> ``models`` -> ``losses`` -> ``optim`` -> ``metrics`` -> ``train`` -> ``eval``
--> ``report``, with the synthetic demo generator ``demo`` beside them. The method is described in
+-> ``prepare`` (public datasets and masks to lesion tables) -> ``transforms`` -> ``models`` ->
+``losses`` -> ``optim`` -> ``metrics`` -> ``train`` -> ``eval`` -> ``report``, with the synthetic
+demo generator ``demo`` beside them. The method is described in
 docs/method.md.
 
 Importing the package loads nothing heavy: :func:`extract_patches` and :func:`get_features` are

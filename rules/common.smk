@@ -1,5 +1,6 @@
 # Shared helpers for the .smk files: config lookups and input functions built on the tested,
-# Snakemake-free functions in workflow_scripts/ (config_tables, targets, rule_args).
+# Snakemake-free functions in workflow_scripts/ (config_tables, prepared, sources, targets,
+# rule_args).
 import json
 import os
 import shlex
@@ -14,27 +15,35 @@ from workflow_scripts.config_tables import (
     table_paths,
     task_splits,
 )
+from workflow_scripts.prepared import PREPARED, prepared_datasets
 from workflow_scripts.rule_args import (
     cli_flags,
     csv_flag,
     finetune_options,
     list_flag,
     pretrain_options,
+    prepare_options,
+    repeated_flag,
     task_cli,
 )
-from workflow_scripts.targets import (
+from workflow_scripts.sources import (
+    BUILT_IN,
     FEATURE_DIRS,
     HANDCRAFTED_DIR,
     LINEAR_EVAL_NAMES,
-    SUPERVISED_WEIGHTS,
-    all_targets,
     feature_dirs,
     feature_source,
     feature_sources,
     features_of,
-    finetune_inits,
     foundation_weights,
+    stability_sources,
+)
+from workflow_scripts.targets import (
+    SUPERVISED_WEIGHTS,
+    all_targets,
+    finetune_inits,
     missing_tables,
+    stability_targets,
 )
 
 try:
@@ -49,6 +58,7 @@ if _missing:
     )
 
 TABLES = table_paths(config)
+PREPARED_DIRS = prepared_datasets(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
 # Every rule runs this checkout's fmcib_core, also in a conda env that holds only its
@@ -58,7 +68,11 @@ shell.prefix(f"export PYTHONPATH={_BASEDIR}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 def script(name):
-    return os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")
+    # Relative to the working folder, so that a moved or copied checkout with finished results
+    # records the same inputs and has nothing to do.
+    return os.path.relpath(
+        os.path.join(workflow.basedir, "workflow_scripts", f"{name}.py")
+    )
 
 
 def task_table(wildcards, split=None):
@@ -138,4 +152,22 @@ def report_inputs(wildcards):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
     if preview_table(config):
         files["preview_table"] = preview_table(config)
+    files["stability"] = stability_targets(config)
     return files
+
+
+def stability_inputs(wildcards):
+    sources = stability_sources(config, wildcards.task)
+    files = {"models": [model for _, _, model in sources]}
+    files["weights"] = [w for _, w, _ in sources if w not in BUILT_IN]
+    return files
+
+
+def prepared_output(dataset, name):
+    return os.path.join(PREPARED_DIRS[dataset], name)
+
+
+def prepared_tables_of(dataset, extra=()):
+    return [
+        prepared_output(dataset, f"{key}.csv") for key in (*extra, *PREPARED[dataset])
+    ]

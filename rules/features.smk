@@ -34,7 +34,7 @@ rule extract_features:
         ),
     shell:
         "python {input.script:q} --table {input.table:q} {params.weights} {params.opts}"
-        " --out {output.features:q} {params.csv} 2> {log:q}"
+        " --out {output.features:q} {params.csv} --threads {threads} 2> {log:q}"
 
 
 rule handcrafted_features:

@@ -40,4 +40,4 @@ rule finetune:
     shell:
         "python {input.script:q} {params.task} --init {wildcards.init} {params.weights}"
         " {params.tables} --out-dir {params.out_dir:q} --work-dir {params.work_dir:q}"
-        " {params.opts} 2> {log:q}"
+        " {params.opts} --threads {threads} 2> {log:q}"

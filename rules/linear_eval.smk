@@ -56,10 +56,7 @@ rule data_efficiency:
         tables=lambda wc, input: " ".join(
             list_flag(split, input[split]) for split in task_splits(config, wc.task)
         ),
-        opts=cli_flags(
-            {k: config["linear_eval"][k] for k in ("trials", "cv_folds", "bootstrap")}
-            | {"seed": config["seed"]}
-        ),
+        opts=cli_flags({**config["linear_eval"], "seed": config["seed"]}),
         fractions=list_flag(
             "fractions", [str(f) for f in config["data_efficiency"]["fractions"]]
         ),

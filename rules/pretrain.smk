@@ -62,6 +62,7 @@ if "pretrain" in TABLES:
             checkpoint="results/pretrain/ssl_final.ckpt",
         output:
             weights="results/pretrain/model_weights.torch",
+            safetensors="results/pretrain/model_weights.safetensors",
         log:
             "logs/export_weights.log",
         benchmark:
@@ -76,4 +77,5 @@ if "pretrain" in TABLES:
             backbone=config["backbone"],
         shell:
             "python {input.script:q} --checkpoint {input.checkpoint:q}"
-            " --backbone {params.backbone} --out {output.weights:q} 2> {log:q}"
+            " --backbone {params.backbone} --out {output.weights:q}"
+            " --out-safetensors {output.safetensors:q} 2> {log:q}"

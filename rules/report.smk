@@ -7,6 +7,29 @@ rule report:
         script=script("report"),
     output:
         html="results/report/report.html",
+        # The page's parts for `snakemake --report`, captions in rules/report/*.rst. Folders for
+        # what varies with the config (one ROC PNG per configured task; SSL curves only when
+        # pretraining ran). Data-efficiency and stability figures would join here the same way.
+        comparison=report(
+            "results/report/comparison.html",
+            caption="report/comparison.rst",
+            category="Results",
+            labels={"table": "test metrics with 95% CIs"},
+        ),
+        roc=report(
+            directory("results/report/roc"),
+            patterns=["{task}.png"],
+            caption="report/roc.rst",
+            category="ROC curves",
+            labels={"task": "{task}"},
+        ),
+        ssl=report(
+            directory("results/report/ssl"),
+            patterns=["{figure}.png"],
+            caption="report/ssl.rst",
+            category="Self-supervised pretraining",
+            labels={"figure": "{figure}"},
+        ),
     log:
         "logs/report.log",
     benchmark:
@@ -23,6 +46,7 @@ rule report:
             if "ssl_log" in input.keys()
             else ""
         ),
+        stability=lambda wc, input: list_flag("stability", input.stability),
         preview=lambda wc, input: (
             f"--preview-table {shlex.quote(input.preview_table)}"
             if "preview_table" in input.keys()
@@ -37,6 +61,7 @@ rule report:
         patch_size=config["patch_size"],
     shell:
         "python {input.script:q} {params.linear_eval} {params.finetune} {params.data_efficiency}"
-        " {params.ssl_log} {params.preview}"
+        " {params.ssl_log} {params.preview} {params.stability}"
         " --patch-size {params.patch_size} --config-json {params.config_json:q}"
-        " --out {output.html:q} 2> {log:q}"
+        " --out {output.html:q} --comparison {output.comparison:q}"
+        " --roc-dir {output.roc:q} --ssl-dir {output.ssl:q} 2> {log:q}"

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
+from types import ModuleType
 
 import pytest
 import torch
+
+from tests.workflow_scripts import import_script
 
 
 @pytest.fixture(autouse=True)
@@ -20,3 +24,17 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def load_script() -> Iterator[Callable[[str], ModuleType]]:
+    """Factory: ``load_script("validate_table")`` imports that workflow script afresh.
+
+    The root logger's handlers and level, which a script's ``main`` sets up, are restored after
+    the test.
+    """
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield import_script
+    root.handlers[:] = handlers
+    root.setLevel(level)

@@ -22,6 +22,7 @@ LAYERS = [
     "tasks",
     "io",
     "data",
+    "prepare",
     "transforms",
     "models",
     "losses",

@@ -15,10 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import log_problems, setup_logging
-
 from fmcib_core.data.ssl import cache_table_volumes
 from fmcib_core.io.tables import TableError, read_table, resolve_image_paths
+from workflow_scripts._cli import log_problems, setup_logging
 
 log = logging.getLogger("cache_volumes")
 

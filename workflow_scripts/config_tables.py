@@ -3,6 +3,8 @@
 Task knowledge comes from ``fmcib_core.tasks`` (torch-free): the paper's tasks chosen by
 ``tasks:`` and every task a user declares under ``custom_tasks:``, each keyed by its output folder
 name (``task2``, or the custom task's name). Tables are keyed ``pretrain`` and ``{task}_{split}``.
+A dataset set under ``prepare:`` provides the tables its rule writes (``PREPARED``), in place of
+the ``tables:`` entries of the same keys.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from fmcib_core.tasks import TASKS, Task, custom_task
+from workflow_scripts.prepared import prepared_tables
 
 __all__ = [
     "SPLITS",
@@ -24,7 +27,6 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
-
 Config = Mapping[str, Any]
 
 
@@ -51,17 +53,21 @@ def _task_tables(config: Config, key: str) -> Mapping[str, str]:
     custom = (config.get("custom_tasks") or {}).get(key)
     if custom is not None:
         return custom["tables"]
-    return config["tables"].get(key) or {}
+    prepared = prepared_tables(config)
+    from_prepare = {s: prepared[f"{key}_{s}"] for s in SPLITS if f"{key}_{s}" in prepared}
+    return from_prepare or config["tables"].get(key) or {}
 
 
 def table_paths(config: Config) -> dict[str, str]:
     """Every configured table as ``{key: path}``; keys ``pretrain`` and ``{task key}_{split}``.
 
-    The paper tables under ``tables:`` are listed whether or not ``tasks:`` selects their task.
+    The paper tables under ``tables:`` are listed whether or not ``tasks:`` selects their task;
+    a table a ``prepare:`` dataset provides replaces the ``tables:`` entry of its key.
     """
     out = {}
-    if config["tables"].get("pretrain"):
-        out["pretrain"] = config["tables"]["pretrain"]
+    pretrain = prepared_tables(config).get("pretrain") or config["tables"].get("pretrain")
+    if pretrain:
+        out["pretrain"] = pretrain
     keys = [task.key for task in TASKS.values()] + list(config.get("custom_tasks") or {})
     for key in keys:
         for split, path in _task_tables(config, key).items():

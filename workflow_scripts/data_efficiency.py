@@ -2,13 +2,15 @@
 
 Usage: python workflow_scripts/data_efficiency.py (--task N | --label COLUMN ...)
     --sources S [S ...] --train T [T ...] [--val V [V ...]] --test E [E ...]
-    --fractions F [F ...] --trials N --seed N --cv-folds K --bootstrap B --out-json JSON
+    --fractions F [F ...] --trials N --seed N --cv-folds K --bootstrap B
+    [--group-by COLUMN] --aggregate mean --out-json JSON
 
 The i-th --train/--val/--test feature tables belong to the i-th source (foundation, random-init,
 handcrafted, ...): features of the same lesion tables. Every fraction's training rows are a
 stratified, seeded subset of the next larger fraction's (fmcib_core.eval.data_efficiency); val
 (which selects C) and test stay whole. Writes one JSON: per fraction and source the rows used
-and the test metric with its 95% bootstrap CI. On any error nothing is written.
+and the test metric with its 95% bootstrap CI. With --group-by, as in linear_eval, every split
+has one row per group (patient) and fractions count groups. On any error nothing is written.
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import _cli
-
 from fmcib_core._version import software_versions
-from fmcib_core.eval import LinearEvalError, labels_from_table
+from fmcib_core.eval import LinearEvalError
 from fmcib_core.eval.data_efficiency import SourceData, data_efficiency
-from fmcib_core.io.atomic import atomic_path
-from fmcib_core.io.features import FeatureTableError, read_features
+from fmcib_core.eval.linear.data import read_split
+from fmcib_core.eval.linear.groups import AGGREGATES
+from fmcib_core.io.atomic import write_outputs
+from fmcib_core.io.features import FeatureTableError
+from workflow_scripts import _cli
 
 log = logging.getLogger("data_efficiency")
 PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna")
@@ -44,6 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--seed", type=int, required=True)
     add("--cv-folds", type=int, required=True, help="most CV folds when --val is absent")
     add("--bootstrap", type=int, required=True, help="bootstrap resamples for CIs")
+    add("--group-by", help="patient-level: aggregate lesions of this id column")
+    add("--aggregate", choices=AGGREGATES, required=True, help="with --group-by")
     add("--out-json", required=True)
     add("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
@@ -55,21 +60,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
-def read_split(path: str, task) -> tuple:
-    table, X, _ = read_features(path)
-    y, survival = labels_from_table(table, task, source=path)
-    return X, y, survival
-
-
 def read_sources(args: argparse.Namespace) -> dict[str, SourceData]:
     """Every source's splits, reporting every file's problems together."""
     sources, problems = {}, []
     for i, name in enumerate(args.sources):
+        groups = {"group_by": args.group_by, "aggregate": args.aggregate}
         try:
-            X, y, _ = read_split(args.train[i], args.task)
-            val = read_split(args.val[i], args.task)[:2] if args.val else None
-            test = read_split(args.test[i], args.task)
-            sources[name] = SourceData(train=(X, y), val=val, test=test)
+            train = read_split(args.train[i], args.task, **groups)
+            val = read_split(args.val[i], args.task, **groups)[1:3] if args.val else None
+            test = read_split(args.test[i], args.task, **groups)[1:4]
+            sources[name] = SourceData(train=train[1:3], val=val, test=test)
         except (FeatureTableError, LinearEvalError) as err:
             problems.append(str(err))
     if problems:
@@ -102,10 +102,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             "n_trials": args.trials,
             "bootstrap": args.bootstrap,
             "seed": args.seed,
+            "groups": {"column": args.group_by, "aggregate": args.aggregate}
+            if args.group_by
+            else None,
             "versions": software_versions(PACKAGES),
         }
-        with atomic_path(args.out_json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+        text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        write_outputs({args.out_json: lambda tmp: tmp.write_text(text)})
     except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, bad fractions
         _cli.log_problems(log, err)
         return 1

@@ -13,20 +13,19 @@ nothing is written.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import _cli
 import torch
 
 from fmcib_core.eval.features import PRECISIONS, extract_features, load_backbone
-from fmcib_core.io.atomic import atomic_path
+from fmcib_core.io.atomic import OutputError, write_outputs
 from fmcib_core.io.features import write_features
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.models.backbone import BACKBONES
+from workflow_scripts import _cli
 
 log = logging.getLogger("extract_features")
 
@@ -47,6 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=PRECISIONS, required=True)
     parser.add_argument("--out", type=Path, required=True, help="feature table (.parquet)")
     parser.add_argument("--csv", type=Path, help="also write the feature table as CSV here")
+    parser.add_argument("--threads", type=int, required=True, help="torch threads (the rule's)")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
@@ -68,6 +68,7 @@ def pick_device(accelerator: str) -> torch.device:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
+    torch.set_num_threads(args.threads)  # what the scheduler gave, not every core of the node
     try:
         device = pick_device(args.accelerator)
         table = read_table(args.table)
@@ -84,15 +85,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             precision=args.precision,
             progress=args.progress,
         )
-        with contextlib.ExitStack() as stack:
-            out_tmp = stack.enter_context(atomic_path(args.out))
-            csv_tmp = None if args.csv is None else stack.enter_context(atomic_path(args.csv))
-            write_features(out_tmp, table, features)
-            if csv_tmp is not None:
-                write_features(csv_tmp, table, features, csv=True)
+        outputs = {args.out: lambda tmp: write_features(tmp, table, features)}
+        if args.csv is not None:
+            outputs[args.csv] = lambda tmp: write_features(tmp, table, features, csv=True)
+        write_outputs(outputs)  # both or neither
     except (ValueError, OSError, RuntimeError) as err:  # table, weights, patch, device errors
         _cli.log_problems(log, err)
-        log.error("%s: feature extraction failed; nothing was written", args.table)
+        if not isinstance(err, OutputError):  # that one line says it all
+            log.error("%s: feature extraction failed; nothing was written", args.table)
         return 1
     log.info("wrote %d x %d features to %s", *features.shape, args.out)
     return 0

@@ -14,19 +14,21 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import _cli
 import lightning as L
+import torch
 
 from fmcib_core.data.seeding import derive_seed, global_rank
 from fmcib_core.io.predictions import with_probabilities
 from fmcib_core.metrics import metrics_json, task_metrics
 from fmcib_core.models import BACKBONES
 from fmcib_core.train import supervised as sv
+from workflow_scripts import _cli
 
 log = logging.getLogger("finetune")
 SPLITS = ("train", "val", "test")
 NOT_IN_SIGNATURE = ("out_dir", "work_dir", "num_workers", "bootstrap", "verbose")
-SETTINGS = ("epochs", "batch_size", "lr", "step_size", "gamma", "patch_size", "precision", "seed")
+SETTINGS = ("epochs", "batch_size", "lr", "step_size", "gamma", "patch_size", "precision")
+SETTINGS += ("seed", "threads")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -51,6 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--num-workers", type=int, required=True, help="DataLoader workers")
     add("--precision", required=True, help="Lightning precision")
     add("--bootstrap", type=int, required=True, help="bootstrap resamples of the test CIs")
+    add("--threads", type=int, required=True, help="torch threads (the rule's): numbers follow it")
     add("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.task = _cli.task_from_args(parser, args)
@@ -110,12 +113,13 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
+    # Float sums depend on the thread count: fix it, never inherit it from the environment.
+    torch.set_num_threads(args.threads)
     L.seed_everything(args.seed, workers=True)
     try:
         report = run(args)
     except (ValueError, OSError) as err:  # tables, labels, weights, patches, metrics, outputs
         _cli.log_problems(log, err)
-        log.debug("traceback of the error above", exc_info=True)
         return 1
     log.info("task %s, %s init: %s", args.task.id, args.init, json.dumps(report["test_metrics"]))
     return 0

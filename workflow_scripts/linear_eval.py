@@ -8,27 +8,28 @@ The task is a paper task (``--task 2``) or any label column (``--label COLUMN [-
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import sys
 from collections.abc import Sequence
 
-import _cli
-
 from fmcib_core._version import software_versions
 from fmcib_core.eval import (
     LinearEvalError,
     fit_linear_eval,
-    labels_from_table,
     prediction_table,
     save_linear_model,
 )
-from fmcib_core.io.atomic import atomic_path
-from fmcib_core.io.features import FeatureTableError, read_features
+from fmcib_core.eval.linear import SEARCH_METRICS
+from fmcib_core.eval.linear.data import read_split
+from fmcib_core.eval.linear.groups import AGGREGATES
+from fmcib_core.io.atomic import write_outputs
+from fmcib_core.io.features import FeatureTableError
+from workflow_scripts import _cli
 
 log = logging.getLogger("linear_eval")
-SOURCES = ("foundation", "random-init", "published", "handcrafted")
+# external: features made outside the workflow (`fmcib features`, or any feature table).
+SOURCES = ("foundation", "random-init", "published", "handcrafted", "external")
 PACKAGES = ("numpy", "pandas", "scikit-learn", "optuna", "lifelines", "torch")
 
 
@@ -46,23 +47,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True)
     parser.add_argument("--cv-folds", type=int, required=True, help="CV folds when --val is absent")
     parser.add_argument("--bootstrap", type=int, required=True, help="bootstrap resamples for CIs")
+    parser.add_argument(
+        "--scoring", choices=SEARCH_METRICS, help="objective of the search over C (default: task's)"
+    )
+    parser.add_argument("--group-by", help="patient-level: aggregate lesions of this id column")
+    parser.add_argument("--aggregate", choices=AGGREGATES, required=True, help="with --group-by")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.task = _cli.task_from_args(parser, args)
     return args
 
 
-def read_splits(args: argparse.Namespace) -> dict[str, tuple]:
-    """Return ``{split: (table, (X, y), survival)}``, reporting every file's problems together."""
+def read_splits(args: argparse.Namespace) -> dict:
+    """Every split (one row per group with --group-by); all files' problems reported together."""
     paths = {"train": args.train, "val": args.val, "test": args.test}
     splits, problems = {}, []
-    for name, path in paths.items():
-        if path is None:
-            continue
+    for name, path in (item for item in paths.items() if item[1] is not None):
         try:
-            table, X, _ = read_features(path)
-            y, survival = labels_from_table(table, args.task, source=path)
-            splits[name] = (table, (X, y), survival)
+            splits[name] = read_split(
+                path, args.task, group_by=args.group_by, aggregate=args.aggregate
+            )
         except (FeatureTableError, LinearEvalError) as err:
             problems.append(str(err))
     if problems:
@@ -75,19 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     _cli.setup_logging(args.verbose)
     try:
         splits = read_splits(args)
-        test_table, test_xy, survival = splits["test"]
+        test = splits["test"]
         result = fit_linear_eval(
-            splits["train"][1],
-            splits["val"][1] if "val" in splits else None,
-            (*test_xy, survival),
+            splits["train"][1:3],
+            splits["val"][1:3] if "val" in splits else None,
+            test[1:4],
             task=args.task,
             n_trials=args.trials,
             seed=args.seed,
             cv_folds=args.cv_folds,
             n_bootstrap=args.bootstrap,
             progress=sys.stderr.isatty(),
+            search_metric=args.scoring,
         )
-        predictions = prediction_table(test_table, result, source=args.test)
+        predictions = prediction_table(test.table, result, source=args.test)
         report = {
             "task": args.task.id,
             "label": args.task.label_column,
@@ -96,14 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             **result.summary(),
             "versions": software_versions(PACKAGES),
         }
-        outputs = (args.out_json, args.out_predictions, args.out_model)
-        with contextlib.ExitStack() as stack:
-            json_tmp, predictions_tmp, model_tmp = (
-                stack.enter_context(atomic_path(p)) for p in outputs
-            )
-            json_tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-            predictions.to_parquet(predictions_tmp, index=False)
-            save_linear_model(model_tmp, result)
+        if args.group_by:
+            counts = {name: split.counts for name, split in splits.items()}
+            report["groups"] = {"column": args.group_by, "aggregate": args.aggregate, **counts}
+        text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+        write_outputs(  # all three or none; a write error names its output
+            {
+                args.out_json: lambda tmp: tmp.write_text(text),
+                args.out_predictions: lambda tmp: predictions.to_parquet(tmp, index=False),
+                args.out_model: lambda tmp: save_linear_model(tmp, result),
+            }
+        )
     except (ValueError, OSError) as err:  # LinearEvalError, FeatureTableError, unwritable paths
         _cli.log_problems(log, err)
         return 1

@@ -15,10 +15,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import setup_logging
-
 from fmcib_core.demo import SCALES, make_demo_dataset
 from fmcib_core.io.atomic import atomic_path
+from workflow_scripts._cli import setup_logging
 
 log = logging.getLogger("make_demo_data")
 

@@ -17,11 +17,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import log_problems, setup_logging
-
 from fmcib_core.data.seeding import derive_seed, global_rank
 from fmcib_core.data.ssl import CACHE_TABLE, SSLDataset, read_cached_table, ssl_dataloader
-from fmcib_core.io.atomic import atomic_path
+from fmcib_core.io.atomic import write_outputs
 from fmcib_core.losses import LOSSES
 from fmcib_core.models import BACKBONES
 from fmcib_core.optim import (
@@ -34,6 +32,7 @@ from fmcib_core.optim import (
 from fmcib_core.train import build_trainer, last_checkpoint, read_step_metrics, resume_checkpoint
 from fmcib_core.train.ssl import NonFiniteLossError, build_ssl_module
 from fmcib_core.transforms import ssl_view_transform
+from workflow_scripts._cli import log_problems, setup_logging
 
 log = logging.getLogger("pretrain")
 # Arguments that say where things go or how fast, not what is trained: not in the run signature.
@@ -148,15 +147,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         trainer.fit(module, train_dataloaders=loader, ckpt_path=resume)
-    except NonFiniteLossError as err:
-        log.error("%s", err)
+        if not trainer.is_global_zero:
+            return 0
+        checkpoint = last_checkpoint(args.work_dir)
+        metrics = read_step_metrics(args.work_dir, ["loss", "lr"])
+        write_outputs({args.out_checkpoint: lambda tmp: shutil.copyfile(checkpoint, tmp),
+                       args.out_log: lambda tmp: metrics.to_csv(tmp, index=False)})  # fmt: skip
+    except (NonFiniteLossError, OSError) as err:  # OutputError: a full disk, an unwritable folder
+        log_problems(log, err)
         return 1
-    if not trainer.is_global_zero:
-        return 0
-    with atomic_path(args.out_checkpoint) as tmp:
-        shutil.copyfile(last_checkpoint(args.work_dir), tmp)
-    with atomic_path(args.out_log) as tmp:
-        read_step_metrics(args.work_dir, ["loss", "lr"]).to_csv(tmp, index=False)
     log.info("wrote %s and %s", args.out_checkpoint, args.out_log)
     return 0
 

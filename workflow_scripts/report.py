@@ -1,8 +1,12 @@
 """Build the HTML report: result table with CIs, ROC curves, SSL curves, patch previews, config.
 
 Usage: python workflow_scripts/report.py --linear-eval J [J ...] --finetune [M ...]
-    [--data-efficiency D ...] [--ssl-log CSV] [--preview-table TABLE] --patch-size N
-    --config-json JSON --out HTML [-v]
+    [--data-efficiency D ...] [--stability S ...] [--ssl-log CSV] [--preview-table TABLE]
+    --patch-size N --config-json JSON --out HTML [--comparison HTML] [--roc-dir DIR]
+    [--ssl-dir DIR] [-v]
+
+The optional outputs are the page's parts as separate files, for `snakemake --report`: the
+comparison table as its own page, one ROC PNG per task, the SSL curves PNG.
 
 Every input is read before anything is written; on any error the problems are logged, the exit
 status is 1 and no report is written.
@@ -16,10 +20,10 @@ import logging
 import sys
 from collections.abc import Sequence
 
-import _cli
-
 from fmcib_core.io.atomic import atomic_path
 from fmcib_core.report import build_report
+from fmcib_core.report.parts import report_parts, write_report_parts
+from workflow_scripts import _cli
 
 log = logging.getLogger("report")
 
@@ -37,10 +41,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="data-efficiency results (one per task)",
     )  # fmt: skip
     parser.add_argument("--ssl-log", help="SSL training log (CSV); absent with published weights")
+    parser.add_argument("--stability", nargs="*", default=[], help="each task's stability.json")
     parser.add_argument("--preview-table", help="lesion table to preview patches of (optional)")
     parser.add_argument("--patch-size", type=int, required=True, help="patch side in voxels (1 mm)")
     parser.add_argument("--config-json", required=True, help="the workflow config, as JSON")
     parser.add_argument("--out", required=True, help="the HTML report to write")
+    parser.add_argument("--comparison", help="also write the comparison table as its own page")
+    parser.add_argument("--roc-dir", help="also write one ROC PNG per task into this folder")
+    parser.add_argument("--ssl-dir", help="also write the SSL curves PNG into this folder")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
 
@@ -62,7 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             patch_size=args.patch_size,
             config=config,
             data_efficiency=args.data_efficiency,
+            stability=args.stability,
         )
+        if args.comparison or args.roc_dir or args.ssl_dir:  # the parts first, the page last
+            extra = {"comparison": args.comparison, "roc_dir": args.roc_dir}
+            for path in write_report_parts(report_parts(page), **extra, ssl_dir=args.ssl_dir):
+                log.info("wrote %s", path)
         with atomic_path(args.out) as tmp:
             tmp.write_text(page, encoding="utf-8")
     except (ValueError, OSError) as err:  # ReportError, TableError, PatchError, unwritable paths

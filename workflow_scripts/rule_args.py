@@ -11,11 +11,14 @@ from fmcib_core.tasks import TASKS, Task
 
 __all__ = [
     "OPTIMIZER_SECTIONS",
+    "PREPARE_INPUTS",
     "cli_flags",
     "csv_flag",
     "finetune_options",
     "list_flag",
     "pretrain_options",
+    "prepare_options",
+    "repeated_flag",
     "task_cli",
 ]
 
@@ -24,6 +27,10 @@ FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
 # pretrain: one section of options per optimiser (fmcib_core.optim.OPTIMIZERS); only the chosen
 # optimiser's section reaches the script.
 OPTIMIZER_SECTIONS = ("lars", "sgd", "adamw")
+# prepare.<dataset>: keys the rules pass as inputs rather than options.
+PREPARE_INPUTS = ("root", "clinical", "lidc_db")
+# Task tables a prepared dataset must produce: lung1's converter writes them only with --split.
+PREPARE_SPLIT = (0.5, 0.25, 0.25)
 Config = Mapping[str, Any]
 
 
@@ -62,6 +69,11 @@ def list_flag(name: str, values: list[str]) -> str:
     return " ".join([f"--{name.replace('_', '-')}", *map(shlex.quote, values)]) if values else ""
 
 
+def repeated_flag(name: str, groups: list[tuple[str, ...]]) -> str:
+    """``--name a b --name c d ...``: the flag once per group of values (each quoted)."""
+    return " ".join(list_flag(name, list(group)) for group in groups)
+
+
 def csv_flag(features_parquet: str, enabled: bool) -> str:
     """``--csv PATH`` beside a feature table (``x.parquet`` -> ``x.csv``) when ``enabled``."""
     if not enabled:
@@ -89,3 +101,18 @@ def pretrain_options(config: Config) -> dict[str, Any]:
     pretrain = config["pretrain"]
     options = {k: v for k, v in pretrain.items() if k not in OPTIMIZER_SECTIONS}
     return options | dict(pretrain.get(pretrain["optimizer"]) or {})
+
+
+def prepare_options(config: Config, dataset: str) -> str:
+    """The options of a ``prepare:`` dataset's converter: every key set (less the inputs), the
+    split (the rules always want the task tables), and the config's seed.
+
+    Keys left out fall back to the converter's own defaults (its ``--help`` lists them).
+    """
+    entry = dict(config["prepare"][dataset])
+    options = {k: v for k, v in entry.items() if k not in PREPARE_INPUTS and k != "split"}
+    flags = [cli_flags(options | {"seed": config["seed"]})]
+    if dataset != "deeplesion":
+        split = entry.get("split") or PREPARE_SPLIT
+        flags.append(list_flag("split", [str(v) for v in split]))
+    return " ".join(f for f in flags if f)

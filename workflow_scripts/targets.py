@@ -13,61 +13,26 @@ from typing import Any
 
 from fmcib_core.tasks import TASKS
 from workflow_scripts.config_tables import configured_tasks, table_paths, task_splits
+from workflow_scripts.prepared import prepared_tables
+from workflow_scripts.sources import (
+    LINEAR_EVAL_NAMES,
+    PRETRAINED,
+    feature_dirs,
+)
 
 __all__ = [
-    "FEATURE_DIRS",
-    "HANDCRAFTED_DIR",
-    "LINEAR_EVAL_NAMES",
-    "PRETRAINED",
     "SUPERVISED_WEIGHTS",
     "all_targets",
-    "feature_dirs",
-    "feature_source",
-    "feature_sources",
-    "features_of",
     "finetune_inits",
-    "foundation_source",
-    "foundation_weights",
     "missing_tables",
+    "stability_targets",
 ]
 
-# Output folder of each backbone's features (rule extract_features), of the handcrafted
-# descriptor (rule handcrafted_features), and the linear-evaluation file name made from each.
-FEATURE_DIRS = {"foundation": "features", "random-init": "features_random-init"}
-HANDCRAFTED_DIR = "features_handcrafted"
-LINEAR_EVAL_NAMES = {
-    "features": "linear_eval",
-    "features_random-init": "linear_eval_random-init",
-    HANDCRAFTED_DIR: "linear_eval_handcrafted",
-}
-PRETRAINED = "results/pretrain/model_weights.torch"
 # The `supervised` initialisation: the backbone of the first paper task's random-init model.
 SUPERVISED_SOURCE = TASKS[1]
 SUPERVISED_WEIGHTS = f"results/{SUPERVISED_SOURCE.key}/finetune_random/model_weights.torch"
 
 Config = Mapping[str, Any]
-
-
-def foundation_weights(config: Config) -> str:
-    """The foundation backbone: a published weights file if configured, else our pretraining."""
-    return config.get("pretrained_weights") or PRETRAINED
-
-
-def foundation_source(config: Config) -> str:
-    """How the foundation features are labelled in outputs: ``published`` or ``foundation``."""
-    return "published" if config.get("pretrained_weights") else "foundation"
-
-
-def features_of(linear_eval_name: str) -> str:
-    """The feature folder a linear evaluation reads (``linear_eval_random-init`` -> its folder)."""
-    return {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}[linear_eval_name]
-
-
-def feature_source(config: Config, folder: str) -> str:
-    """The ``--source`` of a feature folder's linear evaluation."""
-    if folder == FEATURE_DIRS["foundation"]:
-        return foundation_source(config)
-    return "handcrafted" if folder == HANDCRAFTED_DIR else "random-init"
 
 
 def finetune_inits(config: Config, task_key: str) -> list[str]:
@@ -81,20 +46,12 @@ def finetune_inits(config: Config, task_key: str) -> list[str]:
     return inits
 
 
-def feature_dirs(config: Config) -> list[str]:
-    """Feature output folders per task: foundation, plus the random-init control and the
-    handcrafted descriptor where enabled."""
-    dirs = [FEATURE_DIRS["foundation"]]
-    if config["features"]["random_init_control"]:
-        dirs.append(FEATURE_DIRS["random-init"])
-    if config["features"].get("handcrafted", True):
-        dirs.append(HANDCRAFTED_DIR)
-    return dirs
-
-
-def feature_sources(config: Config) -> list[str]:
-    """The source name of each folder of :func:`feature_dirs`, in that order."""
-    return [feature_source(config, folder) for folder in feature_dirs(config)]
+def stability_targets(config: Config) -> list[str]:
+    """Each task's ``stability.json`` (tasks with a test table), when stability is enabled."""
+    if not config["stability"]["enabled"]:
+        return []
+    keys = [key for key in configured_tasks(config) if "test" in task_splits(config, key)]
+    return [f"results/{key}/stability.json" for key in keys]
 
 
 def all_targets(config: Config) -> list[str]:
@@ -109,6 +66,7 @@ def all_targets(config: Config) -> list[str]:
             targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
             targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
         targets.append(f"{base}/data_efficiency.json")
+    targets += stability_targets(config)
     targets.append("results/report/report.html")
     return targets
 
@@ -123,13 +81,17 @@ def _dotted(config: Config, table_key: str) -> str:
 
 
 def missing_tables(config: Config) -> list[str]:
-    """Config keys of needed tables whose file is absent (ignoring tables the demo rule makes)."""
+    """Config keys of needed tables whose file is absent (ignoring tables the demo and prepare
+    rules make)."""
     demo = config.get("demo")
     demo_dir = Path(demo["out_dir"]) if demo else None
     tasks = configured_tasks(config)
+    prepared = prepared_tables(config)
     missing = []
     for key, path in table_paths(config).items():
         if key != "pretrain" and key.rsplit("_", 1)[0] not in tasks:
+            continue
+        if key in prepared:
             continue
         if key == "pretrain" and config.get("pretrained_weights"):
             continue

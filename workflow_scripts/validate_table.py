@@ -16,10 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _cli import log_problems, setup_logging
-
-from fmcib_core.io import LABEL_SPECS, TableError, atomic_path, validate_table
+from fmcib_core.io import LABEL_SPECS, OutputError, TableError, atomic_path, validate_table
 from fmcib_core.io.tables import check_label_names
+from workflow_scripts._cli import log_problems, setup_logging
 
 log = logging.getLogger("validate_table")
 
@@ -68,8 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         len(report.warnings),
     )
     if args.report is not None:
-        with atomic_path(args.report) as tmp:
-            tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        try:
+            with atomic_path(args.report) as tmp:
+                tmp.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        except OutputError as err:  # a full disk, an unwritable folder
+            log_problems(log, err)
+            return 1
         log.info("wrote %s", args.report)
     return 0
 

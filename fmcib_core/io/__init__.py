@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fmcib_core.io.atomic import atomic_path
+from fmcib_core.io.atomic import OutputError, atomic_path, write_outputs
 from fmcib_core.io.features import (
     FEATURE_PREFIX,
     FeatureTableError,
@@ -43,6 +43,7 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "ImageReadError",
     "LabelSpec",
+    "OutputError",
     "TableError",
     "ValidationReport",
     "WeightsError",
@@ -59,4 +60,5 @@ __all__ = [
     "task_label",
     "validate_table",
     "with_probabilities",
+    "write_outputs",
 ]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -115,22 +117,62 @@ def read_table(path: str | Path) -> pd.DataFrame:
     """Read a lesion table from ``.csv`` or ``.parquet`` with its columns unchanged.
 
     Raises:
-        TableError: the file is missing, has another suffix, or cannot be parsed.
+        TableError: the file is missing or a folder, has another suffix, cannot be parsed, or
+            names a column more than once (one line per such column).
     """
     path = Path(path)
+    if path.is_dir():
+        raise TableError(
+            f"{path}: is a folder, not a table file; give the path of a .csv or .parquet file"
+        )
     if not path.is_file():
         raise TableError(f"{path}: table does not exist; check the path in the config")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise TableError(f"{path}: unknown table format '{suffix}'; use .csv or .parquet")
     try:
         if suffix == ".csv":
-            return pd.read_csv(path)
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as err:
+            table = pd.read_csv(path)
+            _check_unique_columns(path, _csv_header(path))
+        else:  # pyarrow cannot even read a parquet file with repeated names: check them first
+            _check_unique_columns(path, _parquet_names(path))
+            table = pd.read_parquet(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError, csv.Error) as err:
+        if isinstance(err, TableError):
+            raise
         raise TableError(
             f"{path}: table cannot be parsed ({err}); save it as CSV or parquet"
         ) from err
-    raise TableError(f"{path}: unknown table format '{suffix}'; use .csv or .parquet")
+    return table
+
+
+def _check_unique_columns(path: Path, names: Sequence[object]) -> None:
+    """Raise a :class:`TableError`, one line per column name that ``names`` holds twice or more.
+
+    pandas would silently rename a repeat (``coordX`` -> ``coordX.1``) and read the first one.
+    """
+    counts = Counter(str(name) for name in names if str(name) != "")
+    repeated = [(name, count) for name, count in counts.items() if count > 1]
+    if repeated:
+        raise TableError(
+            "\n".join(
+                f"{path}: column '{name}' appears {count} times; give every column a unique name"
+                for name, count in repeated
+            )
+        )
+
+
+def _csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file's header exactly as written (pandas renames repeats)."""
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as handle:
+        return next((row for row in csv.reader(handle) if row), [])
+
+
+def _parquet_names(path: Path) -> list[str]:
+    """The column names of a parquet file's schema (pandas renames repeats)."""
+    import pyarrow.parquet as pq  # imported by pandas' reader anyway; not at import time
+
+    return pq.read_schema(path).names
 
 
 def resolve_image_paths(table: pd.DataFrame, table_path: str | Path) -> pd.Series:

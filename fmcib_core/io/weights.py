@@ -4,21 +4,26 @@ docs/method.md section 3. A weights file is a ``torch.save``d dict whose key ``t
 holds the backbone's state dict with plain MONAI keys, and, for fine-tuned models,
 ``head_state_dict``. Files are always read with ``weights_only=True`` (a file can hold tensors,
 never code) and loaded strictly: a missing, unexpected or wrongly shaped key is an error that names
-the keys.
+the keys. The same weights can also travel as a pickle-free ``.safetensors`` file whose keys are
+``trunk_state_dict.<MONAI key>`` (and ``head_state_dict.<key>``); every loader accepts both.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import safetensors
+import safetensors.torch
 import torch
 from torch import nn
 
 from fmcib_core.io.atomic import atomic_path
 
 __all__ = [
+    "FMCIB_PARTS",
     "LIGHTNING_PREFIXES",
     "WeightsError",
     "WeightsFile",
@@ -33,6 +38,10 @@ LIGHTNING_PREFIXES: dict[str, str] = {"backbone.": "trunk", "head.": "head"}
 """Prefix of a Lightning module's state dict key -> the part it belongs to. Our modules name their
 children ``backbone`` and ``head`` (the projection head while pretraining, a task head after)."""
 
+FMCIB_PARTS: tuple[str, str] = ("trunk_state_dict", "head_state_dict")
+"""The FMCIB format's parts: top-level keys of a torch file, key prefixes of a safetensors file."""
+
+_SAFETENSORS = ".safetensors"
 _DDP_PREFIX = "module."
 _SHOWN = 5
 
@@ -67,7 +76,8 @@ def save_fmcib_weights(
     """Write weights in the published FMCIB format, atomically.
 
     Args:
-        path: output file (``.torch`` or ``.pt``).
+        path: output file: ``.torch`` or ``.pt`` (a ``torch.save``d dict), or ``.safetensors``
+            (keys ``trunk_state_dict.<key>`` and ``head_state_dict.<key>``, no pickle).
         trunk_state_dict: the backbone's state dict (plain MONAI keys).
         head_state_dict: the head's state dict, for fine-tuned models.
 
@@ -82,26 +92,75 @@ def save_fmcib_weights(
     if head_state_dict is not None:
         payload["head_state_dict"] = _to_cpu(head_state_dict, path, "head_state_dict")
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        if path.suffix == _SAFETENSORS:
+            flat = {
+                f"{part}.{k}": v.contiguous() for part, sd in payload.items() for k, v in sd.items()
+            }
+            # safetensors sorts its keys: the state dicts' own order travels in the metadata.
+            metadata = {"format": "fmcib", "key_order": json.dumps(list(flat))}
+            safetensors.torch.save_file(flat, str(tmp), metadata=metadata)
+        else:
+            torch.save(payload, tmp)
     return path
 
 
+def _read_safetensors(path: Path) -> dict[str, StateDict]:
+    """The parts of an FMCIB ``.safetensors`` file; any other key is an error."""
+    try:
+        with safetensors.safe_open(str(path), framework="pt", device="cpu") as handle:
+            stored = handle.metadata() or {}
+            names = list(handle.keys())
+            order = json.loads(stored.get("key_order", "[]"))
+            if sorted(order) == sorted(names):
+                names = order
+            flat = {name: handle.get_tensor(name) for name in names}
+    except (safetensors.SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot be read as a safetensors file: {exc}") from exc
+    parts: dict[str, StateDict] = {}
+    stray = []
+    for key, value in flat.items():
+        part, _, name = key.partition(".")
+        if part in FMCIB_PARTS and name:
+            parts.setdefault(part, {})[name] = value
+        else:
+            stray.append(key)
+    if stray or FMCIB_PARTS[0] not in parts:
+        raise WeightsError(
+            f"{path}: not an FMCIB safetensors file: every key must start with "
+            f"{' or '.join(p + '.' for p in FMCIB_PARTS)} and the trunk must be present "
+            f"(found {_listing(stray, 'other keys') if stray else 'no trunk'})"
+        )
+    return parts
+
+
 def load_weights(path: str | Path) -> WeightsFile:
-    """Read a weights file: the FMCIB format, a Lightning checkpoint of ours or a bare state dict.
+    """Read a weights file: the FMCIB format (``.torch`` or ``.safetensors``), a Lightning
+    checkpoint of ours or a bare state dict.
 
     Prefixes are stripped explicitly, never guessed: in a Lightning checkpoint every key must start
     with one of :data:`LIGHTNING_PREFIXES`; a ``module.`` prefix (a state dict saved from a DDP
     wrapper) is stripped only when every key of that state dict carries it.
 
     Raises:
-        WeightsError: the file is missing, is not loadable with ``weights_only=True``, or does not
-            hold a dict of tensors in one of the three layouts.
+        WeightsError: the file is missing or empty, is not loadable with ``weights_only=True``,
+            does not hold a dict of tensors in one of the three layouts, or a tensor holds NaN or
+            infinite values (the message names the first few such keys).
     """
     path = Path(path)
     if not path.is_file():
         raise WeightsError(f"{path}: weights file does not exist")
+    if path.stat().st_size == 0:
+        raise WeightsError(
+            f"{path}: empty file (0 bytes); it was not written completely, "
+            "export or download it again"
+        )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        if path.suffix == _SAFETENSORS:
+            obj = _read_safetensors(path)
+        else:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except WeightsError:
+        raise
     except Exception as exc:
         raise WeightsError(
             f"{path}: cannot be read as a weights file with torch.load(weights_only=True) "
@@ -111,18 +170,20 @@ def load_weights(path: str | Path) -> WeightsFile:
         raise WeightsError(f"{path}: holds a {type(obj).__name__}, not a dict of weights")
     if "trunk_state_dict" in obj:
         head = obj.get("head_state_dict")
-        return WeightsFile(
+        weights = WeightsFile(
             trunk=_state_dict(obj["trunk_state_dict"], path, "trunk_state_dict"),
             head=None if head is None else _state_dict(head, path, "head_state_dict"),
             source_format="fmcib",
             path=path,
         )
-    if "state_dict" in obj:
+    elif "state_dict" in obj:
         trunk, head = _split_lightning(_state_dict(obj["state_dict"], path, "state_dict"), path)
-        return WeightsFile(trunk=trunk, head=head, source_format="lightning", path=path)
-    return WeightsFile(
-        trunk=_state_dict(obj, path, "state dict"), head=None, source_format="state_dict", path=path
-    )
+        weights = WeightsFile(trunk=trunk, head=head, source_format="lightning", path=path)
+    else:
+        trunk = _state_dict(obj, path, "state dict")
+        weights = WeightsFile(trunk=trunk, head=None, source_format="state_dict", path=path)
+    _check_finite(weights)
+    return weights
 
 
 def load_into(
@@ -180,6 +241,23 @@ def _check_tensors(obj: object, path: Path, name: str) -> Mapping[str, torch.Ten
             f"{path}: {name} is not a dict of tensors; " + _listing(bad, "not name -> tensor")
         )
     return obj
+
+
+def _check_finite(weights: WeightsFile) -> None:
+    """Refuse weights with NaN or infinite values: they would give NaN features silently."""
+    tensors = {**weights.trunk, **{f"head.{k}": v for k, v in (weights.head or {}).items()}}
+    bad = [
+        key
+        for key, value in tensors.items()
+        if (value.is_floating_point() or value.is_complex()) and not bool(value.isfinite().all())
+    ]
+    if bad:
+        more = f", ... ({len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
+        noun = "tensor holds" if len(bad) == 1 else "tensors hold"
+        raise WeightsError(
+            f"{weights.path}: {len(bad)} {noun} NaN or infinite values "
+            f"({', '.join(bad[:_SHOWN])}{more}); the file is corrupt or the training diverged"
+        )
 
 
 def _state_dict(obj: object, path: Path, name: str) -> StateDict:

@@ -44,6 +44,7 @@ from fmcib_core.report.load import (
     task_name,
     task_order,
 )
+from fmcib_core.report.stability import stability_section
 
 __all__ = ["METRIC_NAMES", "PAPER_NOTE", "build_report", "format_metric", "render_report"]
 
@@ -235,6 +236,7 @@ def render_report(
     config: Any,
     created: datetime,
     data_efficiency: Sequence[DataEfficiency] = (),
+    stability: Sequence[str | Path] = (),
 ) -> str:
     """Assemble the HTML page from loaded inputs (see :func:`build_report`)."""
     evaluations = sorted(evaluations, key=lambda e: e.order)
@@ -254,6 +256,7 @@ def render_report(
         ("ROC curves", _roc_section(evaluations)),
         ("Data efficiency", _data_efficiency_section(data_efficiency)),
         ("Self-supervised pretraining", _ssl_section(ssl_log)),
+        ("Seed-point stability", stability_section(stability)),
         ("Patch previews", _preview_section(previews, patch_size)),
         ("Configuration", f"<pre>{html.escape(config_text)}</pre>"),
         ("Result files", f"<ul>{inputs}</ul>" if inputs else _note("None.")),
@@ -281,6 +284,7 @@ def build_report(
     n_previews: int = 8,
     created: datetime | None = None,
     data_efficiency: Sequence[str | Path] = (),
+    stability: Sequence[str | Path] = (),
 ) -> str:
     """Read every input, then return the report as one self-contained HTML page.
 
@@ -293,6 +297,7 @@ def build_report(
         patch_size: the patch side in voxels (1 mm).
         config: the workflow configuration, shown as YAML.
         n_previews: lesions to preview.
+        stability: each task's ``stability.json`` (``results/<task>/stability.json``).
         created: the time stamp shown (default: now).
         data_efficiency: data-efficiency JSONs (``results/<task>/data_efficiency.json``).
 
@@ -319,4 +324,5 @@ def build_report(
         config=config,
         created=created or datetime.now().astimezone(),
         data_efficiency=studies,
+        stability=stability,
     )

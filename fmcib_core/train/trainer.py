@@ -67,7 +67,7 @@ def build_trainer(
     strategy: str | None = None,
     callbacks: Sequence[Callback] = (),
     progress_bar: bool = True,
-    deterministic: bool = False,
+    deterministic: bool | str = False,
     **trainer_kwargs: Any,
 ) -> L.Trainer:
     """A Trainer that checkpoints every epoch into ``work_dir`` and logs every step.
@@ -95,7 +95,7 @@ def build_trainer(
         callbacks: extra callbacks, placed before the built-in ones.
         progress_bar: show a tqdm progress bar.
         deterministic: ask PyTorch for deterministic algorithms (slower on GPU; some 3D ops
-            have no deterministic CUDA kernel).
+            have no deterministic CUDA kernel: ``"warn"`` warns about those instead of failing).
         **trainer_kwargs: passed on to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
     """
     if max_epochs < 1 or devices < 1:

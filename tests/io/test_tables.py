@@ -122,3 +122,46 @@ def test_find_duplicate_rows_names_the_first_copy():
     table = pd.DataFrame({"image_path": ["a", "b", "a", "a"], "coordX": [1, 2, 1, float("nan")]})
     found = [(p.row, p.message) for p in find_duplicate_rows(table)]
     assert found == [(3, "duplicates row 1; remove one of them unless intended")]
+
+
+DUPLICATE = "column 'coordX' appears 2 times; give every column a unique name"
+
+
+def test_a_repeated_csv_column_is_an_error_naming_it(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("image_path,coordX,coordY,coordZ,coordX,case,case,case\na,1,2,3,4,x,y,z\n")
+    with pytest.raises(TableError) as info:
+        read_table(path)
+    assert str(info.value).splitlines() == [
+        f"{path}: {DUPLICATE}",
+        f"{path}: column 'case' appears 3 times; give every column a unique name",
+    ]
+
+
+def test_a_repeated_parquet_column_is_an_error_naming_it(tmp_path):
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    columns = [pa.array(["a"]), pa.array([1.0]), pa.array([2.0]), pa.array([3.0]), pa.array([4.0])]
+    names = ["image_path", "coordX", "coordY", "coordZ", "coordX"]
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table(columns, names=names), path)
+    with pytest.raises(TableError) as info:
+        read_table(path)
+    assert str(info.value) == f"{path}: {DUPLICATE}"
+
+
+def test_pandas_renamed_looking_columns_and_unnamed_columns_are_fine(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("\ufeffimage_path,coordX,coordX.1,,coordY,coordZ,\na,1,2,x,3,4,y\n")
+    assert read_table(path).columns[:3].tolist() == ["image_path", "coordX", "coordX.1"]
+
+
+@pytest.mark.parametrize("name", ["lesions.csv", "lesions.parquet", "folder"])
+def test_a_folder_is_not_a_table(tmp_path, name):
+    (tmp_path / name).mkdir()
+    with pytest.raises(TableError) as info:
+        read_table(tmp_path / name)
+    assert str(info.value) == (
+        f"{tmp_path / name}: is a folder, not a table file; "
+        "give the path of a .csv or .parquet file"
+    )

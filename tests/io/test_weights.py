@@ -8,6 +8,7 @@ import lightning as L
 import pytest
 import torch
 
+from fmcib_core.io import OutputError
 from fmcib_core.io.weights import (
     WeightsError,
     load_into,
@@ -259,3 +260,121 @@ def test_failed_write_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(OSError, match="disk full"):
         save_fmcib_weights(tmp_path / "w.torch", _tiny_state())
     assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_file_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "model_weights.torch"
+    path.write_bytes(b"")
+    with pytest.raises(WeightsError) as info:
+        load_weights(path)
+    assert str(info.value) == (
+        f"{path}: empty file (0 bytes); it was not written completely, export or download it again"
+    )
+
+
+def _corrupt(trunk: dict[str, torch.Tensor], keys: list[str]) -> None:
+    for i, key in enumerate(keys):
+        trunk[key] = trunk[key].clone()
+        trunk[key].view(-1)[0] = float("nan") if i % 2 else float("inf")
+
+
+def test_non_finite_values_are_refused_naming_the_keys(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    keys = ["conv1.weight", "layer1.0.conv1.weight", "layer4.0.bn2.running_var"]
+    _corrupt(trunk, keys)
+    path = save_fmcib_weights(tmp_path / "nan.torch", trunk)
+    with pytest.raises(WeightsError) as info:
+        load_weights(path)
+    assert str(info.value) == (
+        f"{path}: 3 tensors hold NaN or infinite values ({', '.join(keys)}); "
+        "the file is corrupt or the training diverged"
+    )
+
+
+def test_non_finite_values_first_five_keys_and_the_count(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    keys = [k for k in trunk if trunk[k].is_floating_point()][:7]
+    _corrupt(trunk, keys)
+    head = task_head(2, 128).state_dict()
+    head["0.weight"][0, 0] = float("nan")
+    path = save_fmcib_weights(tmp_path / "nan.torch", trunk, head)
+    with pytest.raises(WeightsError) as info:
+        load_weights(path)
+    assert str(info.value) == (
+        f"{path}: 8 tensors hold NaN or infinite values ({', '.join(keys[:5])}, ... (3 more)); "
+        "the file is corrupt or the training diverged"
+    )
+
+
+def test_non_finite_head_and_lightning_keys_are_named(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    head = task_head(2, 128).state_dict()
+    name = next(iter(head))
+    head[name][0] = float("nan")
+    with pytest.raises(WeightsError, match=rf": 1 tensor holds NaN .* \(head\.{name}\); "):
+        load_weights(save_fmcib_weights(tmp_path / "w.torch", trunk, head))
+    state = {f"backbone.{k}": v for k, v in trunk.items()}
+    state["backbone.bn1.bias"] = torch.full_like(trunk["bn1.bias"], float("-inf"))
+    torch.save({"state_dict": state}, tmp_path / "ssl.ckpt")
+    with pytest.raises(WeightsError, match=r"ssl\.ckpt: 1 tensor holds NaN .* \(bn1\.bias\); "):
+        load_weights(tmp_path / "ssl.ckpt")
+
+
+def test_torch_zip_writer_failure_names_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"PK partial")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+            "data/0: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", fail)
+    out = tmp_path / "w.torch"
+    with pytest.raises(OutputError) as info:
+        save_fmcib_weights(out, _tiny_state())
+    assert str(info.value) == (
+        f"{out}: cannot write (PytorchStreamWriter failed writing file data/0: file write failed)"
+        "; free disk space or choose another output folder"
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_round_trip_gives_identical_tensors(tmp_path):
+    from fmcib_core.models import build_backbone, task_head
+
+    torch.manual_seed(3)
+    trunk = build_backbone("resnet10_w025").state_dict()
+    head = task_head(2, 128).state_dict()
+    pickled = save_fmcib_weights(tmp_path / "w.torch", trunk, head)
+    safe = save_fmcib_weights(tmp_path / "w.safetensors", trunk, head)
+    assert safe.read_bytes()[:8] != pickled.read_bytes()[:8]  # a different container
+    a, b = load_weights(pickled), load_weights(safe)
+    assert b.source_format == "fmcib" and list(a.trunk) == list(b.trunk)
+    for part in ("trunk", "head"):
+        first, second = getattr(a, part), getattr(b, part)
+        assert first.keys() == second.keys()
+        for key in first:
+            assert first[key].dtype == second[key].dtype and torch.equal(first[key], second[key])
+    model = build_backbone("resnet10_w025")
+    load_into(model, b.trunk, what="backbone", source=safe)  # strict
+    only_trunk = load_weights(save_fmcib_weights(tmp_path / "t.safetensors", trunk))
+    assert only_trunk.head is None
+
+
+def test_safetensors_with_foreign_keys_or_bad_values_is_refused(tmp_path):
+    import safetensors.torch
+
+    path = tmp_path / "foreign.safetensors"
+    safetensors.torch.save_file({"conv1.weight": torch.zeros(2)}, str(path))
+    with pytest.raises(WeightsError, match="not an FMCIB safetensors file.*conv1.weight"):
+        load_weights(path)
+    nan = tmp_path / "nan.safetensors"
+    save_fmcib_weights(nan, {"a": torch.tensor([float("nan")])})
+    with pytest.raises(WeightsError, match="NaN or infinite"):
+        load_weights(nan)
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(WeightsError, match="cannot be read as a safetensors file"):
+        load_weights(junk)

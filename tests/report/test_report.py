@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import logging
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,8 @@ from fmcib_core.report import (
     render_report,
     roc_curve_of,
 )
+from fmcib_core.report.parts import SSL_FIGURE, report_parts, write_report_parts
+from tests.workflow_scripts import import_script
 
 CREATED = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -323,3 +327,123 @@ def test_malformed_data_efficiency_is_rejected(tmp_path, changes, expected):
     path.write_text("{")
     with pytest.raises(ReportError, match="cannot read"):
         load_data_efficiency(path)
+
+
+# The page's parts as separate files, for `snakemake --report` (fmcib_core.report.parts).
+
+
+def _page_images(page):
+    found = re.findall(r'src="data:image/png;base64,([^"]+)" alt="([^"]*)"', page)
+    return {alt: base64.b64decode(data) for data, alt in found}
+
+
+def test_report_parts_are_the_pages_own_table_and_figures(tmp_path):
+    custom = load_evaluation(
+        _write_linear(tmp_path / "malignancy_b", task="malignancy_b", label="malignancy"), "linear"
+    )
+    table, _, _ = _multiclass_predictions()
+    evaluations = [
+        custom,
+        _evaluation("linear", "foundation", 2, {"roc_auc": {"value": 0.7}}, _binary_predictions()),
+        _evaluation("finetune", "random", 1, {}, table),
+    ]
+    ssl = pd.DataFrame({"step": [0, 1, 2], "loss": [np.nan, 5.0, 4.0], "lr": [0.1, 0.2, 0.3]})
+    page = render_report(
+        evaluations, ssl_log=ssl, previews=None, patch_size=16, config={}, created=CREATED
+    )
+    parts = report_parts(page)
+    images = _page_images(page)
+    assert parts.roc == {
+        "task1.png": images["ROC curves, task 1"],
+        "task2.png": images["ROC curves, task 2"],
+        "malignancy_b.png": images["ROC curves, task malignancy_b"],
+    }
+    assert parts.ssl == {SSL_FIGURE: images["SSL loss and learning rate"]}
+    assert all(png.startswith(b"\x89PNG\r\n\x1a\n") for png in parts.roc.values())
+    assert parts.ssl_note == ""
+    rows = re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", parts.comparison)
+    assert rows == re.findall(r"<tr><td>(.*?)</td><td>(.*?)</td>", page) and len(rows) == 3
+    assert parts.comparison.startswith("<!DOCTYPE html>") and "<style>" in parts.comparison
+    assert "95% percentile bootstrap" in parts.comparison and "<img" not in parts.comparison
+    assert not re.search(r"""(src|href)=["'](?!data:)""", parts.comparison)
+
+    written = write_report_parts(
+        parts,
+        comparison=tmp_path / "out" / "comparison.html",
+        roc_dir=tmp_path / "out" / "roc",
+        ssl_dir=tmp_path / "out" / "ssl",
+    )
+    assert [p.name for p in written] == ["comparison.html", "roc", "ssl"]
+    assert sorted(p.name for p in (tmp_path / "out" / "roc").iterdir()) == [
+        "malignancy_b.png",
+        "task1.png",
+        "task2.png",
+    ]
+    assert (tmp_path / "out" / "ssl" / SSL_FIGURE).read_bytes() == parts.ssl[SSL_FIGURE]
+    assert (tmp_path / "out" / "comparison.html").read_text() == parts.comparison
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["comparison.html", "roc", "ssl"]
+
+
+def test_without_ssl_log_or_predictions_the_folders_say_why(tmp_path):
+    evaluations = [_evaluation("linear", "random-init", 1, {"balanced_accuracy": {"value": 0.4}})]
+    page = render_report(
+        evaluations, ssl_log=None, previews=None, patch_size=16, config={}, created=CREATED
+    )
+    parts = report_parts(page)
+    assert parts.roc == {} and parts.ssl == {}
+    assert parts.ssl_note.startswith("No SSL training log was given")
+    ssl_dir, roc_dir = tmp_path / "ssl", tmp_path / "roc"
+    ssl_dir.mkdir()
+    (ssl_dir / "old.png").write_bytes(b"stale")  # a folder is replaced as a whole
+    write_report_parts(parts, roc_dir=roc_dir, ssl_dir=ssl_dir)
+    assert [p.name for p in ssl_dir.iterdir()] == ["README.txt"]
+    assert "pretrained_weights" in (ssl_dir / "README.txt").read_text()
+    assert [p.name for p in roc_dir.iterdir()] == ["README.txt"]
+    assert not list(tmp_path.glob(".*tmp-*"))
+
+
+def test_report_parts_need_the_results_section():
+    with pytest.raises(ReportError, match="no 'Results' section"):
+        report_parts("<html><body><p>not a report</p></body></html>")
+
+
+def test_the_report_script_writes_the_parts_beside_the_page(tmp_path):
+    linear = _write_linear(tmp_path / "task2", test_metrics={"roc_auc": {"value": 0.6}})
+    out = tmp_path / "report"
+    argv = ["--linear-eval", str(linear), "--patch-size", "16", "--config-json", "{}"]
+    argv += ["--out", str(out / "report.html"), "--comparison", str(out / "comparison.html")]
+    argv += ["--roc-dir", str(out / "roc"), "--ssl-dir", str(out / "ssl")]
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        assert import_script("report").main(argv) == 0
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    page = (out / "report.html").read_text()
+    assert (out / "roc" / "task2.png").read_bytes() == _page_images(page)["ROC curves, task 2"]
+    assert [p.name for p in (out / "ssl").iterdir()] == ["README.txt"]
+    assert "<td>0.600</td>" in (out / "comparison.html").read_text()
+
+
+def test_stability_section_shows_a_figure_per_task(tmp_path) -> None:
+    import json
+
+    from fmcib_core.report.stability import stability_section
+
+    source = {
+        "metrics": {"roc_auc": {"unperturbed": 0.7, "perturbed": {}, "values": [0.6, 0.65, 0.7]}},
+        "icc": {"histogram": {"edges": [0, 0.5, 1], "counts": [3, 5]},
+                "share": {"above_0.75": 0.25, "above_0.9": 0.125}},
+    }  # fmt: skip
+    data = {
+        "task": 2, "n_lesions": 12, "perturbations": {"copies": 3, "sigma_mm": 4.0,
+        "distribution": "normal", "seed": 0}, "seeds_outside_scan": {"count": 1, "of": 36,
+        "handling": "clamped"}, "sources": {"foundation": source, "random-init": source},
+    }  # fmt: skip
+    path = tmp_path / "stability.json"
+    path.write_text(json.dumps(data))
+    html = stability_section([path])
+    assert html.count("<img") == 1 and "Task 2" in html and "foundation 25% / 12%" in html
+    assert "Seeds outside the scan: 1 of 36" in html
+    assert "not run" in stability_section([])

@@ -67,6 +67,18 @@ def test_single_target_builds_only_what_it_needs(tmp_path: Path) -> None:
     assert "task1" not in out.split("Job stats")[-1]
 
 
+def test_stability_target_builds_only_what_it_needs(tmp_path: Path) -> None:
+    result = _snakemake(
+        "-n", "results/task3/stability.json", "--configfile", str(ROOT / "config/config.yaml"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    stats = out.split("Job stats")[-1]
+    assert "stability" in stats and "finetune" not in stats and "report" not in stats
+    assert "task1" not in stats and "task2" not in stats
+
+
 def test_paper_config_with_placeholders_fails_naming_keys(tmp_path: Path) -> None:
     result = _snakemake("-n", "--configfile", str(ROOT / "config/paper.yaml"), cwd=tmp_path)
     out = result.stdout + result.stderr
@@ -77,7 +89,10 @@ def test_paper_config_with_placeholders_fails_naming_keys(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize(
     ("override", "key"),
-    [("pretrain={'epoch': 3}", "'epoch' was unexpected"), ("patch_size=8", "patch_size")],
+    [
+        ("pretrain={'epoch': 3}", "--config: pretrain.epoch: unknown key"),
+        ("patch_size=8", "--config: patch_size: 8 is less than the minimum of 16"),
+    ],
 )
 def test_config_typo_or_bound_fails_at_parse_time(tmp_path: Path, override: str, key: str) -> None:
     result = _snakemake(
@@ -85,6 +100,30 @@ def test_config_typo_or_bound_fails_at_parse_time(tmp_path: Path, override: str,
     )
     assert result.returncode != 0
     assert key in result.stdout + result.stderr
+
+
+def test_config_errors_are_one_line_each_naming_file_and_key(tmp_path: Path) -> None:
+    bad = tmp_path / "my.yaml"
+    bad.write_text("pretrian: {}\npretrain:\n  epochs: -2\n  epoch: 3\n")
+    result = _snakemake(
+        "-n", "--configfile", str(ROOT / "config/config.yaml"), str(bad), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    lines = (result.stdout + result.stderr).strip().splitlines()
+    assert lines[0].startswith("my.yaml: pretrian: unknown key; check its spelling")
+    assert lines[1].startswith("my.yaml: pretrain.epoch: unknown key; check its spelling")
+    assert lines[2] == "my.yaml: pretrain.epochs: -2 is less than the minimum of 1"
+    assert len(lines) == 3, lines  # no schema or config dump
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text("seed: 0\npretrain:\n  epochs: [3\nfoo: 1\n")
+    result = _snakemake("-n", cwd=tmp_path)
+    assert result.returncode == 1
+    out = (result.stdout + result.stderr).strip()
+    assert out.startswith("config/config.yaml:4:4: invalid YAML:"), out
+    assert len(out.splitlines()) == 1
 
 
 def test_published_weights_skip_pretraining(tmp_path: Path) -> None:
@@ -131,8 +170,15 @@ KEY_VALUES = {
         "precision": "16-mixed",
     },
     "features": {"batch_size": 21, "precision": "bf16", "csv": True},
-    "linear_eval": {"trials": 23, "cv_folds": 4, "bootstrap": 77},
     "data_efficiency": {"fractions": [0.2, 0.7]},
+    "stability": {"copies": 7, "sigma_mm": 2.5, "distribution": "uniform", "enabled": True},
+    "linear_eval": {
+        "trials": 23,
+        "cv_folds": 4,
+        "bootstrap": 77,
+        "group_by": "case_id",
+        "aggregate": "max",
+    },
 }
 SECTION_SCRIPT = {
     "demo": ["make_demo_data"],
@@ -141,12 +187,13 @@ SECTION_SCRIPT = {
     "features": ["extract_features"],
     "linear_eval": ["linear_eval"],
     "data_efficiency": ["data_efficiency"],
+    "stability": ["stability"],
 }
 TOP_LEVEL_SCRIPTS = {
-    "seed": ["pretrain", "finetune", "extract_features", "linear_eval"],
-    "backbone": ["pretrain", "finetune", "extract_features", "export_weights"],
-    "patch_size": ["pretrain", "finetune", "extract_features", "report"],
-    "accelerator": ["pretrain", "finetune", "extract_features"],
+    "seed": ["pretrain", "finetune", "extract_features", "linear_eval", "stability"],
+    "backbone": ["pretrain", "finetune", "extract_features", "export_weights", "stability"],
+    "patch_size": ["pretrain", "finetune", "extract_features", "report", "stability"],
+    "accelerator": ["pretrain", "finetune", "extract_features", "stability"],
 }
 # Keys the rules consume themselves, each with where it goes instead of a flag of its own.
 CONSUMED = {
@@ -159,8 +206,9 @@ CONSUMED = {
     ("features", "handcrafted"): "whether the handcrafted-descriptor jobs exist",
     ("pretrain", "lars"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
+    ("stability", "enabled"): "whether the stability jobs exist",
 }
-STRUCTURE = {"tables", "tasks", "custom_tasks", "pretrained_weights", "resources"}
+STRUCTURE = {"tables", "prepare", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 
 
 def _flag(key: str, value: object) -> str:
@@ -187,7 +235,7 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     commands: dict[str, list[str]] = {}
     for line in out.splitlines():
         for name in ("make_demo_data", "pretrain", "finetune", "extract_features", "linear_eval",
-                     "export_weights", "report", "data_efficiency"):  # fmt: skip
+                     "export_weights", "report", "data_efficiency", "stability"):  # fmt: skip
             if f"workflow_scripts/{name}.py " in line and "python " in line:
                 commands.setdefault(name, []).append(line)
     for section, values in KEY_VALUES.items():

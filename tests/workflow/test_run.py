@@ -1,8 +1,10 @@
 """The tiny real run: the whole DAG on a few synthetic patients with the tiny backbone.
 
 As the snakemake-workflows catalog tests a workflow: lint and dry runs live in test_dag.py; this
-runs every rule for real, then checks the outputs, that a second run has nothing to do, and that
-deleting one intermediate rebuilds only what depends on it.
+runs every rule for real, then checks the outputs, that a second run has nothing to do, that a
+moved copy of the finished checkout has nothing to do, and that deleting one intermediate
+rebuilds only what depends on it. The run happens in a copy of the checkout whose path, like the
+demo tables' folder, holds a space and a non-ASCII character, as real paths do.
 """
 
 from __future__ import annotations
@@ -10,37 +12,63 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
+import yaml
 
 from fmcib_core.io import load_weights, read_features
 from fmcib_core.models import build_backbone
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIGS = [str(ROOT / "config" / "config.yaml"), str(ROOT / "tests" / "workflow" / "tiny.yaml")]
-# The whole tiny DAG (over 60 jobs) runs in the first test's fixture: allow it more than the
-# suite's default per-test timeout on a busy 2-core machine.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(1500)]
+CONFIGS = ["config/config.yaml", "tests/workflow/tiny.yaml", "spaced.yaml"]
+DEMO_DIR = "data/with space ü"
+# The module-scoped tiny run counts against its first test: allow it more than the suite-wide 600 s
+# on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+
+def _copy_checkout(dest: Path) -> Path:
+    """The checkout's files (tracked, and untracked ones git does not ignore) copied to ``dest``."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, capture_output=True, check=True,
+    ).stdout.decode().split("\0")  # fmt: skip
+    for name in filter(None, listed):
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    demo = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    tables = {
+        key: {s: f"{DEMO_DIR}/{key}_{s}.csv" for s in value} if isinstance(value, dict) else
+        f"{DEMO_DIR}/{key}.csv"
+        for key, value in demo["tables"].items()
+    }  # fmt: skip
+    spaced = {"demo": {"out_dir": DEMO_DIR}, "tables": tables}
+    (dest / "spaced.yaml").write_text(yaml.safe_dump(spaced, allow_unicode=True), encoding="utf-8")
+    return dest
 
 
 def _snakemake(
-    workdir: Path, *args: str, timeout: int = 1200, configs: tuple[str, ...] = ()
+    checkout: Path, *args: str, timeout: int = 1200, configs: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
+    """Snakemake in ``checkout`` (its own Snakefile, folder and configs), as a user runs it."""
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return subprocess.run(
-        [str(bin_dir / "snakemake"), "--snakefile", str(ROOT / "Snakefile"), "-d", str(workdir),
-         "--configfile", *CONFIGS, *configs, "--cores", "2", *args],
+        [str(bin_dir / "snakemake"), "--configfile", *CONFIGS, *configs, "--cores", "2", *args],
+        cwd=checkout,
         env=env,
         capture_output=True,
         encoding="utf-8",
         errors="replace",
         timeout=timeout,
-    )  # fmt: skip
+    )
 
 
 def _planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
@@ -53,7 +81,7 @@ def _planned_jobs(result: subprocess.CompletedProcess) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    workdir = tmp_path_factory.mktemp("tiny_run")
+    workdir = _copy_checkout(tmp_path_factory.mktemp("tiny_run") / "check out ü" / "fmcib-workflow")
     result = _snakemake(workdir, "all")
     logs = "\n".join(
         f"--- {p.relative_to(workdir)}\n{p.read_text()[-3000:]}"
@@ -93,6 +121,9 @@ def test_exported_weights_load_strictly_into_the_configured_backbone(run_dir: Pa
     weights = load_weights(run_dir / "results/pretrain/model_weights.torch")
     assert weights.source_format == "fmcib"
     build_backbone("resnet10_w025").load_state_dict(weights.trunk, strict=True)
+    safe = load_weights(run_dir / "results/pretrain/model_weights.safetensors")
+    assert list(safe.trunk) == list(weights.trunk)
+    assert all(torch.equal(v, safe.trunk[k]) for k, v in weights.trunk.items())
 
 
 def test_feature_tables_carry_the_input_columns(run_dir: Path) -> None:
@@ -109,7 +140,7 @@ def test_report_is_written(run_dir: Path) -> None:
 def test_a_custom_task_on_a_demo_label_runs_to_its_linear_evaluation(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    tables = {split: f"resources/demo/task2_{split}.csv" for split in ("train", "val", "test")}
+    tables = {split: f"{DEMO_DIR}/task2_{split}.csv" for split in ("train", "val", "test")}
     extra = tmp_path / "custom.yaml"
     extra.write_text(
         json.dumps({"custom_tasks": {"malignancy_b": {"label": "malignancy", "tables": tables}}})
@@ -135,6 +166,16 @@ def test_second_run_has_nothing_to_do(run_dir: Path) -> None:
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
+def test_a_moved_copy_of_the_finished_checkout_has_nothing_to_do(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    moved = tmp_path / "moved elsewhere ü" / "copy"
+    shutil.copytree(run_dir, moved, symlinks=True)
+    result = _snakemake(moved, "-n", "all")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
 def test_deleting_an_intermediate_rebuilds_only_its_dependents(run_dir: Path) -> None:
     (run_dir / "results/task2/features/test.parquet").unlink()
     result = _snakemake(run_dir, "-n", "all")
@@ -143,6 +184,7 @@ def test_deleting_an_intermediate_rebuilds_only_its_dependents(run_dir: Path) ->
         "extract_features": 1,
         "linear_eval": 1,
         "data_efficiency": 1,
+        "stability": 1,
         "report": 1,
         "all": 1,
     }

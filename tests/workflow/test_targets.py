@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workflow_scripts import config_tables, rule_args, targets
+from workflow_scripts import config_tables, rule_args, sources, targets
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +40,8 @@ def test_published_weights_skip_pretraining(demo_config: dict) -> None:
     assert "results/pretrain/model_weights.torch" in targets.all_targets(demo_config)
     cfg = copy.deepcopy(demo_config)
     cfg["pretrained_weights"] = "weights/model_weights.torch"
-    assert targets.foundation_weights(cfg) == "weights/model_weights.torch"
-    assert targets.foundation_source(cfg) == "published"
+    assert sources.foundation_weights(cfg) == "weights/model_weights.torch"
+    assert sources.foundation_source(cfg) == "published"
     assert not any("pretrain" in t for t in targets.all_targets(cfg) if "validation" not in t)
 
 
@@ -63,9 +63,9 @@ def test_the_handcrafted_baseline_is_a_feature_source(demo_config: dict) -> None
     all_ = targets.all_targets(demo_config)
     assert "results/task2/features_handcrafted/val.parquet" in all_
     assert "results/task3/linear_eval_handcrafted.json" in all_
-    assert targets.feature_dirs(demo_config)[-1] == targets.HANDCRAFTED_DIR
-    assert targets.feature_source(demo_config, targets.HANDCRAFTED_DIR) == "handcrafted"
-    assert targets.features_of("linear_eval_handcrafted") == targets.HANDCRAFTED_DIR
+    assert sources.feature_dirs(demo_config)[-1] == sources.HANDCRAFTED_DIR
+    assert sources.feature_source(demo_config, sources.HANDCRAFTED_DIR) == "handcrafted"
+    assert sources.features_of("linear_eval_handcrafted") == sources.HANDCRAFTED_DIR
     cfg = copy.deepcopy(demo_config)
     cfg["features"]["handcrafted"] = False
     assert not any("handcrafted" in t for t in targets.all_targets(cfg))
@@ -74,11 +74,11 @@ def test_the_handcrafted_baseline_is_a_feature_source(demo_config: dict) -> None
 def test_data_efficiency_per_task_over_every_feature_source(demo_config: dict) -> None:
     all_ = targets.all_targets(demo_config)
     assert all(f"results/task{t}/data_efficiency.json" in all_ for t in (1, 2, 3))
-    assert targets.feature_sources(demo_config) == ["foundation", "random-init", "handcrafted"]
+    assert sources.feature_sources(demo_config) == ["foundation", "random-init", "handcrafted"]
     cfg = copy.deepcopy(demo_config)
     cfg["pretrained_weights"] = "w.torch"
     cfg["features"]["random_init_control"] = False
-    assert targets.feature_sources(cfg) == ["published", "handcrafted"]
+    assert sources.feature_sources(cfg) == ["published", "handcrafted"]
 
 
 def test_missing_tables_named_by_key(demo_config: dict, tmp_path: Path) -> None:
@@ -188,3 +188,22 @@ def test_preview_table(demo_config: dict) -> None:
     cfg = copy.deepcopy(demo_config)
     del cfg["tables"]["task1"]
     assert config_tables.preview_table(cfg) == "resources/demo/pretrain.csv"
+
+
+def test_stability_targets_and_sources(demo_config: dict) -> None:
+    assert targets.stability_targets(demo_config) == [
+        f"results/task{n}/stability.json" for n in (1, 2, 3)
+    ]
+    assert sources.stability_sources(demo_config, "task2") == [
+        (
+            "foundation",
+            "results/pretrain/model_weights.torch",
+            "results/task2/linear_eval_model.npz",
+        ),
+        ("random-init", "random-init", "results/task2/linear_eval_random-init_model.npz"),
+        ("handcrafted", "handcrafted", "results/task2/linear_eval_handcrafted_model.npz"),
+    ]
+    cfg = copy.deepcopy(demo_config)
+    cfg["stability"]["enabled"] = False
+    assert targets.stability_targets(cfg) == []
+    assert not any("stability" in t for t in targets.all_targets(cfg))

@@ -24,6 +24,8 @@ SCRIPT_KEYS = {
     "data_efficiency": [(None, "seed"), ("linear_eval", None), ("data_efficiency", None)],
 }
 NOT_PASSED = {"inits", "batch_size_random"}
+# Options the rules always pass that are no config keys: what a test run gets.
+RULE_OPTIONS = {"finetune": {"--threads": 1}, "extract_features": {"--threads": 1}}
 
 
 def _default(schema: dict, prop: dict) -> object:
@@ -61,7 +63,7 @@ def schema_defaults(name: str, argv: Sequence[str] = ()) -> dict[str, object]:
             value = _default(schema, props[k])
             if value is not None and k not in NOT_PASSED:
                 defaults["--" + k.replace("_", "-")] = value
-    return defaults
+    return defaults | RULE_OPTIONS.get(name, {})
 
 
 def with_schema_defaults(name: str, argv: Sequence[str]) -> list[str]:

@@ -106,6 +106,25 @@ def bad_weights(data, tmp_path) -> str:
     return str(path)
 
 
+NAN_KEYS = ["conv1.weight", "bn1.weight", "layer1.0.conv1.weight"]
+
+
+def nan_weights(data, tmp_path) -> str:
+    """The test weights with NaN or inf in three tensors (a diverged training run)."""
+    state = load_backbone(BACKBONE, seed=5).state_dict()
+    for key, value in zip(NAN_KEYS, (float("nan"), float("inf"), float("nan")), strict=True):
+        state[key] = state[key].clone()
+        state[key].view(-1)[-1] = value
+    path = tmp_path / "nan.torch"
+    save_fmcib_weights(path, state)
+    return str(path)
+
+
+def empty_weights(data, tmp_path) -> str:
+    (tmp_path / "empty.torch").write_bytes(b"")
+    return str(tmp_path / "empty.torch")
+
+
 def outside_table(data, tmp_path) -> str:
     table = pd.read_csv(data["table"])
     table.loc[2, "coordX"] += 400.0
@@ -122,6 +141,14 @@ def outside_table(data, tmp_path) -> str:
         ("outside", r"row 2 .*a\.nrrd.*outside the scan's 1 mm grid"),
         ("missing_table", "table does not exist"),
         ("no_gpu", "--accelerator gpu, but torch sees no CUDA device"),
+        (
+            "nan_weights",
+            re.escape(
+                f"nan.torch: 3 tensors hold NaN or infinite values ({', '.join(NAN_KEYS)}); "
+                "the file is corrupt or the training diverged"
+            ),
+        ),
+        ("empty_weights", r"empty\.torch: empty file \(0 bytes\); it was not written completely"),
     ],
 )
 def test_bad_inputs_fail_cleanly(script, data, tmp_path, capsys, monkeypatch, case, message):
@@ -129,8 +156,9 @@ def test_bad_inputs_fail_cleanly(script, data, tmp_path, capsys, monkeypatch, ca
     args = argv(data, out, extra=("--csv", str(csv)))
     if case == "missing_weights":
         args[args.index("--weights") + 1] = str(tmp_path / "absent.torch")
-    elif case == "bad_weights":
-        args[args.index("--weights") + 1] = bad_weights(data, tmp_path)
+    elif case in ("bad_weights", "nan_weights", "empty_weights"):
+        make = {"bad_weights": bad_weights, "nan_weights": nan_weights}.get(case, empty_weights)
+        args[args.index("--weights") + 1] = make(data, tmp_path)
     elif case == "outside":
         args[args.index("--table") + 1] = outside_table(data, tmp_path)
     elif case == "missing_table":

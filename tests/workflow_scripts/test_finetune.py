@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,7 +21,7 @@ BACKBONE = "resnet10_w025"
 OUTPUTS = ["metrics.json", "model_weights.torch", "predictions.parquet", "train_log.csv"]
 METRICS_KEYS = set(
     "task label init backbone weights n_rows selection best_epoch val_metric val_metrics "
-    "test_metrics epochs batch_size lr step_size gamma patch_size precision seed".split()
+    "test_metrics epochs batch_size lr step_size gamma patch_size precision seed threads".split()
 )
 
 
@@ -67,7 +69,7 @@ def test_task_2_writes_the_four_outputs(script, demo, tmp_path):
     assert set(metrics) == METRICS_KEYS
     assert metrics["task"] == 2 and metrics["label"] == "malignancy"
     assert metrics["init"] == "random" and metrics["weights"] is None
-    assert metrics["n_rows"] == {"train": 22, "val": 10, "test": 10}
+    assert metrics["n_rows"] == {"train": 11, "val": 11, "test": 24}
     assert metrics["selection"] == "best_val_score" and metrics["best_epoch"] in (0, 1)
     assert metrics["val_metric"] == "roc_auc" and set(metrics["val_metrics"]) == {
         "val_score",
@@ -76,7 +78,7 @@ def test_task_2_writes_the_four_outputs(script, demo, tmp_path):
     assert set(metrics["test_metrics"]) == {"roc_auc", "average_precision"}
     for result in metrics["test_metrics"].values():
         assert set(result) == {"value", "ci_low", "ci_high", "n_rows", "n_resamples_skipped"}
-        assert result["n_rows"] == 10 and 0 <= result["value"] <= 1
+        assert result["n_rows"] == 24 and 0 <= result["value"] <= 1
     assert (metrics["epochs"], metrics["batch_size"], metrics["seed"]) == (2, 8, 3)
 
     log = pd.read_csv(out / "train_log.csv")
@@ -111,6 +113,46 @@ def test_same_seed_same_first_epoch(script, demo, tmp_path):
     assert run(script, tmp_path, "b", paths, extra=extra) == 0
     logs = [pd.read_csv(tmp_path / name / "train_log.csv") for name in ("a", "b")]
     pd.testing.assert_frame_equal(*logs)
+
+
+# A training job beside the measured one: a torch loop on every core for its lifetime.
+BUSY = """
+import torch
+torch.set_num_threads(2)
+model = torch.nn.Conv3d(1, 8, 3)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+while True:
+    opt.zero_grad()
+    model(torch.randn(4, 1, 24, 24, 24)).square().mean().backward()
+    opt.step()
+"""
+
+
+@pytest.mark.slow
+def test_same_seed_same_numbers_whatever_runs_beside_and_whatever_the_threads_default(
+    script, demo, tmp_path
+):
+    paths = tables(demo, 1)
+    extra = ["--threads", "2", "--init", "random"]
+    torch.set_num_threads(1)  # the environment's default, which the run must not follow
+    assert run(script, tmp_path, "alone", paths, task=1, extra=extra) == 0
+    torch.set_num_threads(2)
+    busy = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        assert run(script, tmp_path, "beside", paths, task=1, extra=extra) == 0
+    finally:
+        busy.kill()
+        busy.wait()
+    alone, beside = tmp_path / "alone", tmp_path / "beside"
+    assert (alone / "metrics.json").read_text() == (beside / "metrics.json").read_text()
+    pd.testing.assert_frame_equal(
+        pd.read_csv(alone / "train_log.csv"), pd.read_csv(beside / "train_log.csv")
+    )
+    first, second = (load_weights(p / "model_weights.torch") for p in (alone, beside))
+    for key, value in first.trunk.items():
+        assert torch.equal(value, second.trunk[key]), key
+    for key, value in first.head.items():
+        assert torch.equal(value, second.head[key]), key
 
 
 def test_task_3_supervised_init_without_validation(script, demo, tmp_path):

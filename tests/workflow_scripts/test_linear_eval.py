@@ -183,3 +183,45 @@ def test_unwritable_output_leaves_no_other_output(script, tables, tmp_path, caps
     assert script.main(argv) == 1
     assert "blocker" in capsys.readouterr().err
     assert [p.name for p in out.iterdir()] == ["blocker"]
+
+
+def grouped_table(path: Path, n_patients: int, seed: int) -> Path:
+    """Three lesions per patient (``case_id``), a patient-level survival label and times."""
+    rng = np.random.default_rng(seed)
+    patient = np.repeat(np.arange(n_patients), 3)
+    y = (np.arange(n_patients) % 2)[patient]
+    X = rng.normal(size=(len(patient), 4)).astype(np.float32)
+    X[:, 0] += 2.0 * y
+    table = pd.DataFrame(
+        {
+            "case_id": [f"P{seed}-{p}" for p in patient],
+            "survival": y,
+            "survival_time": (300 + 900 * y + patient).astype(float),
+            "event": 1 - y,
+        }
+    )
+    write_features(path, table, X)
+    return path
+
+
+def test_group_by_gives_patient_level_rows_metrics_and_counts(script, tmp_path):
+    train = grouped_table(tmp_path / "train.parquet", 30, 0)
+    test = grouped_table(tmp_path / "test.parquet", 20, 1)
+    extra = ["--group-by", "case_id", "--aggregate", "mean"]
+    assert run(script, tmp_path / "out", task=3, train=train, test=test, extra=extra) == 0
+    report = json.loads((tmp_path / "out/report.json").read_text())
+    assert report["groups"] == {
+        "column": "case_id",
+        "aggregate": "mean",
+        "train": {"lesions": 90, "groups": 30},
+        "test": {"lesions": 60, "groups": 20},
+    }
+    assert report["n_rows"]["test"] == 20
+    assert report["test_metrics"]["roc_auc"]["n_rows"] == 20
+    assert report["test_metrics"]["c_index"]["n_rows"] == 20
+    predictions = pd.read_parquet(tmp_path / "out/pred.parquet")
+    assert len(predictions) == 20 and predictions["n_lesions"].eq(3).all()
+    assert predictions["case_id"].is_unique
+    assert run(script, tmp_path / "plain", task=3, train=train, test=test) == 0
+    plain = json.loads((tmp_path / "plain/report.json").read_text())
+    assert "groups" not in plain and plain["n_rows"]["test"] == 60

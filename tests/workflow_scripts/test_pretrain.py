@@ -6,6 +6,7 @@ The DDP run goes through the command line in a subprocess, as the workflow rule 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,10 +20,12 @@ from fmcib_core.models import build_backbone
 from fmcib_core.optim import scaled_lr
 from tests.train import write_lesion_table
 from tests.workflow_scripts import SCRIPTS, import_script, with_schema_defaults
+from tests.workflow_scripts import test_write_errors as write_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 BACKBONE = "resnet10_w025"
 LESIONS = 8
+full_disk = write_errors.full_disk  # the fixture: a writer or a rename fails with ENOSPC
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +179,19 @@ def test_export_writes_the_trained_backbone_in_fmcib_format(scripts, pretrained,
     assert load_weights(out).source_format == "fmcib"
 
 
+def test_export_also_writes_identical_safetensors(scripts, pretrained, tmp_path):
+    out, safe = tmp_path / "model_weights.torch", tmp_path / "model_weights.safetensors"
+    argv = ["--checkpoint", str(pretrained / "ssl.ckpt"), "--backbone", BACKBONE]
+    assert (
+        scripts["export_weights"].main([*argv, "--out", str(out), "--out-safetensors", str(safe)])
+        == 0
+    )
+    pickled, safetensors = load_weights(out), load_weights(safe)
+    assert list(pickled.trunk) == list(safetensors.trunk) and safetensors.head is None
+    for key, value in pickled.trunk.items():
+        assert torch.equal(value, safetensors.trunk[key]), key
+
+
 def test_export_with_the_wrong_backbone_fails_naming_keys(scripts, pretrained, tmp_path, capsys):
     out = tmp_path / "model_weights.torch"
     args = [
@@ -189,6 +205,40 @@ def test_export_with_the_wrong_backbone_fails_naming_keys(scripts, pretrained, t
     assert scripts["export_weights"].main(args) == 1
     err = capsys.readouterr().err
     assert "backbone weights do not fit the model" in err and "layer1.1" in err
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(("where", "failing"), [("write", "ssl.ckpt"), ("rename", "ssl.ckpt")])
+def test_pretrain_outputs_on_a_full_disk(
+    scripts, cache, pretrained, tmp_path, full_disk, capsys, where, failing
+):
+    shutil.copytree(pretrained / "run", tmp_path / "run")  # resumes a finished run: no step
+    if where == "write":
+        full_disk(shutil, "copyfile")
+    else:
+        full_disk(rename=tmp_path / failing)  # renamed after log.csv, which is removed again
+    assert scripts["pretrain"].main(pretrain_args(cache, tmp_path)) == 1
+    lines = write_errors.error_lines(capsys.readouterr().err)
+    assert lines == [f"pretrain: {write_errors.cannot_write(tmp_path / failing)}"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_export_on_a_full_disk(scripts, pretrained, tmp_path, monkeypatch, capsys):
+    def failing_save(obj: object, path: Path) -> None:
+        Path(path).write_bytes(b"PK partial")
+        raise RuntimeError(
+            "[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file "
+            "data/0: file write failed"
+        )
+
+    monkeypatch.setattr(torch, "save", failing_save)
+    out = tmp_path / "model_weights.torch"
+    checkpoint = str(pretrained / "ssl.ckpt")
+    args = ["--checkpoint", checkpoint, "--backbone", BACKBONE, "--out", str(out)]
+    assert scripts["export_weights"].main(args) == 1
+    cause = "PytorchStreamWriter failed writing file data/0: file write failed"
+    lines = write_errors.error_lines(capsys.readouterr().err)
+    assert lines == [f"export_weights: {write_errors.cannot_write(out, cause)}"]
     assert sorted(tmp_path.iterdir()) == []
 
 

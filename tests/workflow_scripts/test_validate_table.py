@@ -87,6 +87,15 @@ def _missing_image(table, tmp_path):
     (tmp_path / "ct.nii.gz").unlink()
 
 
+def _repeated_column(table, tmp_path):
+    x, y, z = table.centre
+    table().write_text(f"image_path,coordX,coordY,coordZ,coordX\nct.nii.gz,{x},{y},{z},0\n")
+
+
+def _table_is_a_folder(table, tmp_path):
+    (tmp_path / "lesions.csv").mkdir()
+
+
 BAD_INPUTS = [
     (_no_coord_z, [], "column 'coordZ': required column is missing; add it"),
     (_no_rows, [], "table has no rows; add at least one lesion"),
@@ -95,6 +104,8 @@ BAD_INPUTS = [
     (_bad_label, ["--labels", "malignancy"], "value 2 is out of range"),
     (_no_label, ["--labels", "survival"], "label column is missing"),
     (_missing_image, [], "ct.nii.gz' does not exist; check image_path"),
+    (_repeated_column, [], "column 'coordX' appears 2 times; give every column a unique name"),
+    (_table_is_a_folder, [], "is a folder, not a table file; give the path of a .csv or .parquet"),
 ]
 
 

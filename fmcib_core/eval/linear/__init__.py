@@ -16,11 +16,12 @@ from fmcib_core.eval.linear.model import (
     load_linear_model,
     save_linear_model,
 )
-from fmcib_core.eval.linear.search import C_RANGE, MAX_ITER
+from fmcib_core.eval.linear.search import C_RANGE, MAX_ITER, SEARCH_METRICS
 
 __all__ = [
     "C_RANGE",
     "MAX_ITER",
+    "SEARCH_METRICS",
     "LinearEvalError",
     "LinearEvalResult",
     "LinearModel",

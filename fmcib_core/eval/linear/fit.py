@@ -20,6 +20,7 @@ from fmcib_core.eval.linear.model import LinearEvalError, LinearModel
 from fmcib_core.eval.linear.search import (
     C_RANGE,
     MAX_ITER,
+    SEARCH_METRICS,
     Fitter,
     cv_score,
     final_model,
@@ -148,6 +149,7 @@ def fit_linear_eval(
     cv_folds: int = 10,
     n_bootstrap: int = BOOTSTRAP_SAMPLES,
     progress: bool = False,
+    search_metric: str | None = None,
 ) -> LinearEvalResult:
     """Search C, fit the final model on train and score it on test (docs/method.md section 6).
 
@@ -169,11 +171,14 @@ def fit_linear_eval(
         cv_folds: folds when ``val`` is None.
         n_bootstrap: bootstrap resamples of the test metrics' 95% CIs.
         progress: show a tqdm bar over trials.
+        search_metric: the objective of the search over C, ``accuracy`` or ``roc_auc``
+            (``roc_auc`` needs a binary task); default the task's (docs/method.md section 6).
 
     Raises:
         LinearEvalError: every problem with the inputs, one per line.
     """
-    task = _check_arguments(task, n_trials, cv_folds)
+    task = _check_arguments(task, n_trials, cv_folds, search_metric)
+    metric = search_metric or task.search_metric
     splits = {"train": train} | ({"val": val} if val is not None else {}) | {"test": test[:2]}
     problems: list[str] = []
     kept = {name: _complete_rows(name, *split, problems) for name, split in splits.items()}
@@ -191,7 +196,7 @@ def fit_linear_eval(
     fitter = Fitter()
     score_fn = validation_score if val is not None else cv_score
     best_c, best_score = search_c(
-        score_fn(task.search_metric, data, fitter, cv_folds, seed), n_trials, seed, progress
+        score_fn(metric, data, fitter, cv_folds, seed), n_trials, seed, progress
     )
     model = final_model(data["train"], best_c, fitter)
     if fitter.unconverged:
@@ -214,7 +219,7 @@ def fit_linear_eval(
         task=task,
         model=model,
         selection="validation" if val is not None else "cv",
-        selection_metric=task.search_metric,
+        selection_metric=metric,
         selection_score=best_score,
         cv_folds=None if val is not None else cv_folds,
         n_trials=n_trials,
@@ -250,12 +255,18 @@ def prediction_table(
         raise LinearEvalError(f"{source}: {err}") from err
 
 
-def _check_arguments(task: int | str | Task, n_trials: int, cv_folds: int) -> Task:
+def _check_arguments(
+    task: int | str | Task, n_trials: int, cv_folds: int, search_metric: str | None = None
+) -> Task:
     problems = []
     try:
         task = as_task(task)
     except LinearEvalError as err:
         problems.append(str(err))
+    if search_metric not in (None, *SEARCH_METRICS):
+        problems.append(f"search metric must be one of {SEARCH_METRICS}, got {search_metric!r}")
+    elif search_metric == "roc_auc" and isinstance(task, Task) and task.multiclass:
+        problems.append("search metric roc_auc needs a binary task; use accuracy")
     if n_trials < 1:
         problems.append(f"n_trials must be >= 1, got {n_trials}")
     if cv_folds < 2:

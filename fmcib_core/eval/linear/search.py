@@ -23,6 +23,7 @@ from fmcib_core.eval.linear.model import LinearModel
 from fmcib_core.metrics.scores import roc_auc
 
 __all__ = [
+    "SEARCH_METRICS",
     "C_RANGE",
     "MAX_ITER",
     "Fitter",
@@ -144,3 +145,7 @@ def _optuna_verbosity(level: int) -> Iterator[None]:
         yield
     finally:
         optuna.logging.set_verbosity(previous)
+
+
+SEARCH_METRICS: tuple[str, ...] = tuple(_SCORES)
+"""The objectives the search over C can maximise."""

@@ -128,7 +128,9 @@ def fit_supervised(
 
     A run in ``work_dir`` with the same ``signature`` resumes from its last epoch (a finished
     run is not trained again); another signature starts afresh. With ``val`` the checkpoint of
-    best ``val_score`` is kept (:func:`best_checkpoint`), else the last epoch's.
+    best ``val_score`` is kept (:func:`best_checkpoint`), else the last epoch's. Algorithms are
+    deterministic on CPU (same seed and thread count, same numbers); on GPUs as far as torch has
+    deterministic kernels.
     """
     best = [best_checkpoint(work_dir)] if val is not None else []
     trainer = build_trainer(
@@ -139,6 +141,9 @@ def fit_supervised(
         precision=precision,
         callbacks=best,
         progress_bar=progress_bar,
+        # CPU kernels have deterministic versions of everything used; some 3D CUDA backward
+        # kernels (adaptive average pooling) have none, so on GPUs torch only warns.
+        deterministic=True if accelerator == "cpu" else "warn",
     )
     trainer.fit(module, train, val, ckpt_path=resume_checkpoint(work_dir, signature))
     checkpoint = Path(best[0].best_model_path) if best else last_checkpoint(work_dir)
