@@ -45,7 +45,9 @@ wildcard_constraints:
     init="random|supervised|foundation",
     table="|".join(map(re.escape, TABLES)) or "none",
     features="|".join(FEATURE_DIRS.values()),
-    linear_eval="|".join(LINEAR_EVAL_NAMES.values()),
+    linear_eval="|".join(
+        f"{name}(?:{PATIENT_SUFFIX})?" for name in LINEAR_EVAL_NAMES.values()
+    ),
 
 
 include: "rules/data.smk"

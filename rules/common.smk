@@ -31,11 +31,14 @@ from workflow_scripts.sources import (
     FEATURE_DIRS,
     HANDCRAFTED_DIR,
     LINEAR_EVAL_NAMES,
+    PATIENT_SUFFIX,
     feature_dirs,
     feature_source,
     feature_sources,
     features_of,
     foundation_weights,
+    linear_eval_group,
+    linear_eval_names,
     stability_sources,
 )
 from workflow_scripts.targets import (
@@ -126,6 +129,14 @@ def linear_eval_features(wildcards):
     }
 
 
+def linear_eval_options(task, name):
+    options = {k: v for k, v in config["linear_eval"].items() if k != "patient_level"}
+    return options | {
+        "group_by": linear_eval_group(config, task, name),
+        "seed": config["seed"],
+    }
+
+
 def data_efficiency_features(wildcards):
     return {
         split: [
@@ -139,10 +150,9 @@ def data_efficiency_features(wildcards):
 def report_inputs(wildcards):
     files = {"linear_eval": [], "finetune": []}
     for task in TASKS:
-        for folder in feature_dirs(config):
-            files["linear_eval"].append(
-                f"results/{task}/{LINEAR_EVAL_NAMES[folder]}.json"
-            )
+        files["linear_eval"] += [
+            f"results/{task}/{name}.json" for name in linear_eval_names(config, task)
+        ]
         for init in finetune_inits(config, task):
             files["finetune"].append(f"results/{task}/finetune_{init}/metrics.json")
         files.setdefault("data_efficiency", []).append(

@@ -18,7 +18,7 @@ rule finetune:
         "results/benchmarks/finetune/{task}_{init}.tsv"
     conda:
         ENV
-    threads: max(1, config["finetune"]["num_workers"]) + 1
+    threads: config["finetune"]["num_workers"] + 1
     resources:
         mem_mb=config["resources"]["train_mem_mb"],
         runtime=config["resources"]["train_runtime"],

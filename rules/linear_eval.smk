@@ -26,7 +26,7 @@ rule linear_eval:
             f"--val {shlex.quote(input.val)}" if "val" in input.keys() else ""
         ),
         source=lambda wc: feature_source(config, features_of(wc.linear_eval)),
-        opts=cli_flags({**config["linear_eval"], "seed": config["seed"]}),
+        opts=lambda wc: cli_flags(linear_eval_options(wc.task, wc.linear_eval)),
     shell:
         "python {input.script:q} {params.task} --train {input.train:q} {params.val}"
         " --test {input.test:q} --source {params.source} {params.opts}"
@@ -56,7 +56,7 @@ rule data_efficiency:
         tables=lambda wc, input: " ".join(
             list_flag(split, input[split]) for split in task_splits(config, wc.task)
         ),
-        opts=cli_flags({**config["linear_eval"], "seed": config["seed"]}),
+        opts=lambda wc: cli_flags(linear_eval_options(wc.task, "")),
         fractions=list_flag(
             "fractions", [str(f) for f in config["data_efficiency"]["fractions"]]
         ),

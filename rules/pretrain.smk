@@ -15,6 +15,8 @@ if "pretrain" in TABLES:
             "logs/cache_volumes.log",
         benchmark:
             "results/benchmarks/cache_volumes.tsv"
+        # on the critical path of every foundation result: scheduled first
+        priority: 100
         conda:
             ENV
         threads: 1
@@ -35,6 +37,7 @@ if "pretrain" in TABLES:
             "logs/pretrain.log",
         benchmark:
             "results/benchmarks/pretrain.tsv"
+        priority: 100
         conda:
             ENV
         threads: max(1, config["pretrain"]["num_workers"]) * config["pretrain"]["devices"] + 1
@@ -67,6 +70,7 @@ if "pretrain" in TABLES:
             "logs/export_weights.log",
         benchmark:
             "results/benchmarks/export_weights.tsv"
+        priority: 100
         conda:
             ENV
         threads: 1

@@ -20,6 +20,8 @@ __all__ = [
     "features_of",
     "foundation_source",
     "foundation_weights",
+    "linear_eval_group",
+    "linear_eval_names",
     "stability_sources",
 ]
 
@@ -33,6 +35,8 @@ LINEAR_EVAL_NAMES = {
     HANDCRAFTED_DIR: "linear_eval_handcrafted",
 }
 PRETRAINED = "results/pretrain/model_weights.torch"
+# Suffix of a task's extra patient-level linear evaluations (config linear_eval.patient_level).
+PATIENT_SUFFIX = "_patient"
 # Feature sources that no weights file makes: stability's `weights` of them is their name.
 BUILT_IN = ("random-init", "handcrafted")
 
@@ -50,8 +54,28 @@ def foundation_source(config: Config) -> str:
 
 
 def features_of(linear_eval_name: str) -> str:
-    """The feature folder a linear evaluation reads (``linear_eval_random-init`` -> its folder)."""
-    return {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}[linear_eval_name]
+    """The feature folder a linear evaluation reads (``linear_eval_random-init`` -> its folder;
+    a patient-level one reads its lesion-level one's)."""
+    base = linear_eval_name.removesuffix(PATIENT_SUFFIX)
+    return {name: folder for folder, name in LINEAR_EVAL_NAMES.items()}[base]
+
+
+def linear_eval_names(config: Config, task_key: str) -> list[str]:
+    """A task's linear evaluations: one per feature source, and for a task of
+    ``linear_eval.patient_level`` the same again at patient level (``..._patient``)."""
+    names = [LINEAR_EVAL_NAMES[folder] for folder in feature_dirs(config)]
+    if task_key in config["linear_eval"]["patient_level"]:
+        names += [name + PATIENT_SUFFIX for name in names]
+    return names
+
+
+def linear_eval_group(config: Config, task_key: str, linear_eval_name: str) -> str | None:
+    """The id column a linear evaluation aggregates lesions by (``--group-by``), or None:
+    ``linear_eval.patient_level``'s column for a patient-level evaluation, else
+    ``linear_eval.group_by``."""
+    if linear_eval_name.endswith(PATIENT_SUFFIX):
+        return config["linear_eval"]["patient_level"][task_key]
+    return config["linear_eval"]["group_by"]
 
 
 def feature_source(config: Config, folder: str) -> str:

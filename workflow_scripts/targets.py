@@ -14,11 +14,7 @@ from typing import Any
 from fmcib_core.tasks import TASKS
 from workflow_scripts.config_tables import configured_tasks, table_paths, task_splits
 from workflow_scripts.prepared import prepared_tables
-from workflow_scripts.sources import (
-    LINEAR_EVAL_NAMES,
-    PRETRAINED,
-    feature_dirs,
-)
+from workflow_scripts.sources import PRETRAINED, feature_dirs, linear_eval_names
 
 __all__ = [
     "SUPERVISED_WEIGHTS",
@@ -64,7 +60,7 @@ def all_targets(config: Config) -> list[str]:
         targets += [f"{base}/finetune_{init}/metrics.json" for init in finetune_inits(config, key)]
         for folder in feature_dirs(config):
             targets += [f"{base}/{folder}/{split}.parquet" for split in task_splits(config, key)]
-            targets.append(f"{base}/{LINEAR_EVAL_NAMES[folder]}.json")
+        targets += [f"{base}/{name}.json" for name in linear_eval_names(config, key)]
         targets.append(f"{base}/data_efficiency.json")
     targets += stability_targets(config)
     targets.append("results/report/report.html")

@@ -16,7 +16,14 @@ import pandas as pd
 from tqdm import tqdm
 
 from fmcib_core.demo.anatomy import _draw_case
-from fmcib_core.demo.lesions import LESION_TYPES, _draw_lesion, _Kind, _Lesion
+from fmcib_core.demo.lesions import (
+    LESION_TYPES,
+    _draw_lesion,
+    _Kind,
+    _Lesion,
+    patient_malignancy,
+    patient_survival,
+)
 from fmcib_core.demo.render import _render, _write_image
 from fmcib_core.demo.scales import _SPECS, SCALES, _ScaleSpec
 from fmcib_core.io.atomic import atomic_path
@@ -43,15 +50,17 @@ def _make_case(
     case = _draw_case(index, spec, rng, width)
     if pretrain:
         case.case_id = case.case_id.replace("case_", "pre_", 1)
+    aggressiveness = float(rng.normal())
     n_extra = rng.integers(*spec.extra_lesions, endpoint=True)
     kinds = [*rng.permutation(len(_Kind)), *rng.integers(0, len(_Kind), n_extra)]
     lesions: list[_Lesion] = []
     for kind in kinds:
-        lesion = _draw_lesion(case, _Kind(kind), rng, lesions)
+        lesion = _draw_lesion(case, _Kind(kind), rng, lesions, patient_malignancy(aggressiveness))
         if lesion is None:
             log.debug("%s: no room for a %s lesion", case.case_id, LESION_TYPES[kind])
             continue
         lesions.append(lesion)
+    outcome = patient_survival(rng, aggressiveness, lesions)
     _write_image(case, _render(case, lesions, rng), images / f"{case.case_id}.nii.gz")
     return [
         {
@@ -59,6 +68,7 @@ def _make_case(
             "case_id": case.case_id,
             "lesion_id": f"{case.case_id}_L{j:02d}",
             **lesion.row,
+            **outcome,
         }
         for j, lesion in enumerate(lesions)
     ]
@@ -121,14 +131,17 @@ def make_demo_dataset(
         every type plus a few random extra ones. Task 2 ``malignancy``: a latent class makes
         lesions larger, brighter than benign ones of their type, lobulated and spiculated with an
         ill-defined margin, and heterogeneous with a necrotic core; the label is that class
-        flipped with probability 0.12. Task 3: each lesion is an independent synthetic patient;
-        death time is Weibull (shape 1.2) with a hazard rising with size, latent malignancy and
-        heterogeneity; follow-up ends uniformly between 1 and 6 years
-        (administrative censoring). ``survival_time`` (days) and ``event`` are the observed time
-        and whether death was observed; ``survival`` is 1 when the patient is known alive at
-        730 days (observed time > 730), 0 when death was observed at or before 730 days.
-        Lesions censored at or before 730 days have an unknown 2-year status and are left out
-        of the Task 3 tables (they stay in Tasks 1 and 2).
+        flipped with probability 0.12. Each case is a patient with a latent aggressiveness
+        a ~ N(0, 1): each of their lesions is malignant with probability 1 / (1 + exp(-2.5 a)).
+        Task 3 is the patient's outcome, the same in every row of a case: death time is Weibull
+        (shape 1.2) with a hazard rising with a and with the mean over the patient's lesions of
+        size, latent malignancy and heterogeneity; follow-up ends uniformly between 1 and 6
+        years (administrative censoring). ``survival_time`` (days) and ``event`` are the
+        observed time and whether death was observed; ``survival`` is 1 when the patient is
+        known alive at 730 days (observed time > 730), 0 when death was observed at or before
+        730 days. Patients censored at or before 730 days have an unknown 2-year status and
+        their lesions are left out of the Task 3 tables (they stay in Tasks 1 and 2).
+        ``case_id`` groups a patient's lesions (``linear_eval.patient_level``).
     The labelled cases ``case_NNN`` are split case-disjointly (20% val, 40% test, the rest
     train); all tasks share the split.
 

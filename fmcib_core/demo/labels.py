@@ -1,9 +1,9 @@
 """Task labels of the synthetic CT demo: label noise of Task 2 and survival of Task 3.
 
 The labels are those of docs/method.md section 7. Task 2 ``malignancy`` is a lesion's latent
-class flipped with probability ``_LABEL_NOISE``. Task 3 treats each lesion as an independent
-synthetic patient whose death time depends on a risk score; ``survival`` is whether that
-patient is known alive at ``SURVIVAL_HORIZON_DAYS``.
+class flipped with probability ``_LABEL_NOISE``. Task 3 is a patient's (a case's) outcome: a death
+time that depends on a risk score; ``survival`` is whether that patient is known alive at
+``SURVIVAL_HORIZON_DAYS``.
 """
 
 from __future__ import annotations

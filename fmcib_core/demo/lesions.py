@@ -30,6 +30,10 @@ _INFILTRATION_REACH = 2.2
 # Beta parameters of a benign lesion's spiculation and heterogeneity (mean 0.2); a malignant
 # lesion draws them reversed (mean 0.8).
 _SHAPE_BETA = (1.5, 6.0)
+# A patient's latent aggressiveness a ~ N(0, 1) makes each of their lesions malignant with
+# probability 1 / (1 + exp(-_PATIENT_COUPLING a)), and adds _PATIENT_RISK a to their Task 3 risk.
+_PATIENT_COUPLING = 2.5
+_PATIENT_RISK = 0.8
 
 
 class _Kind(IntEnum):
@@ -95,6 +99,7 @@ class _Lesion:
     spikes: np.ndarray  # (n, 4): unit direction, length (fraction of the radius)
     halo_hu: float | None
     infiltration: float  # 0..1: how far the margin blurs into the surroundings (ill-defined)
+    risk: float  # the lesion's part of its patient's Task 3 risk
     row: dict
 
 
@@ -172,19 +177,45 @@ def _max_diameter(case: _Case, kind: _Kind) -> float:
     return 60.0
 
 
-def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: list[_Lesion]):
+def patient_malignancy(aggressiveness: float) -> float:
+    """The probability that a lesion of a patient is malignant: a logistic function of the
+    patient's latent aggressiveness (standard normal), so that one patient's lesions tend to
+    share their class (50/50 over all patients)."""
+    return float(1.0 / (1.0 + np.exp(-_PATIENT_COUPLING * aggressiveness)))
+
+
+def patient_survival(
+    rng: np.random.Generator, aggressiveness: float, lesions: list[_Lesion]
+) -> dict[str, int | None]:
+    """A patient's Task 3 columns (``survival``, ``survival_time``, ``event``), shared by all
+    their lesions: the death time's risk is ``_PATIENT_RISK`` x the aggressiveness plus the mean
+    of the lesions' own risks."""
+    lesion_risk = float(np.mean([lesion.risk for lesion in lesions])) if lesions else 0.0
+    days, event, alive = _survival(rng, _PATIENT_RISK * aggressiveness + lesion_risk)
+    return {"survival": alive, "survival_time": days, "event": event}
+
+
+def _draw_lesion(
+    case: _Case,
+    kind: _Kind,
+    rng: np.random.Generator,
+    others: list[_Lesion],
+    p_malignant: float = 0.5,
+):
     """One lesion of a type, or None if it does not fit.
 
-    A latent class (malignant or not, 50/50) shifts every appearance feature, each in the same
+    A latent class (malignant with probability ``p_malignant``, the patient's; see
+    :func:`patient_malignancy`) shifts every appearance feature, each in the same
     direction for every type: a malignant lesion is larger (size z-score mean +2 vs -2, diameter
     x exp(0.3 z)), brighter (enhancement +2 vs -2 SD of the type's HU slope), lobulated and
     spiculated, with an ill-defined (infiltrating) margin, heterogeneous with a necrotic core;
     spiculation and heterogeneity ~ Beta(6, 1.5) for malignant, Beta(1.5, 6) for benign lesions.
-    The Task 2 label is that class with 12% of labels flipped. Task 3's risk score rises with
-    size, the latent class and heterogeneity.
+    The Task 2 label is that class with 12% of labels flipped. The lesion's risk (its part of
+    the patient's Task 3 risk, :func:`patient_survival`) rises with size, the latent class and
+    heterogeneity.
     """
     spec = _KINDS[kind]
-    malignant = bool(rng.random() < 0.5)
+    malignant = bool(rng.random() < p_malignant)
     sign = 1.0 if malignant else -1.0
     size_z = rng.normal(sign * _CLASS_SHIFT, 1.0)
     enhancement = rng.normal(sign * _ENHANCEMENT_SHIFT, 1.0)
@@ -197,7 +228,6 @@ def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: lis
         return None
     centre, radius = np.round(placed[0], 3), placed[1]
     risk = 0.5 * size_z + 1.0 * malignant + 0.8 * (heterogeneity - 0.5)
-    days, event, alive = _survival(rng, risk)
     axes = rng.uniform(0.8, 1.2, 3)
     n_spikes = int(round(20 * spiculation**2 * rng.uniform(0.6, 1.0)))
     a, b, c = spec.hu
@@ -209,9 +239,6 @@ def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: lis
         "diameter_mm": round(2 * radius, 1),
         "Coarse_lesion_type": int(kind),
         "malignancy": int(malignant ^ bool(rng.random() < _LABEL_NOISE)),
-        "survival": alive,
-        "survival_time": days,
-        "event": event,
     }
     return _Lesion(
         kind=kind,
@@ -232,6 +259,7 @@ def _draw_lesion(case: _Case, kind: _Kind, rng: np.random.Generator, others: lis
         ),
         halo_hu=spec.halo_hu,
         infiltration=float(spiculation),
+        risk=float(risk),
         row=row,
     )
 

@@ -103,6 +103,9 @@ def _selection(evaluation: Evaluation) -> str:
 
 
 def _n_test(evaluation: Evaluation) -> str:
+    test = (evaluation.groups or {}).get("test")
+    if isinstance(test, Mapping) and _is_number(test.get("groups")):
+        return f"{test['groups']} groups ({test.get('lesions', DASH)} lesions)"
     n_rows = evaluation.summary.get("n_rows")
     if isinstance(n_rows, Mapping) and _is_number(n_rows.get("test")):
         return str(n_rows["test"])

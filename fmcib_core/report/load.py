@@ -96,14 +96,26 @@ class Evaluation:
     @property
     def name(self) -> str:
         """The row name in the table and the curve name in the legends."""
-        return SOURCE_NAMES.get((self.kind, self.source), f"{self.kind}, {self.source}")
+        name = SOURCE_NAMES.get((self.kind, self.source), f"{self.kind}, {self.source}")
+        groups = self.groups
+        if groups:
+            name += f", patient level ({groups['aggregate']} over {groups['column']})"
+        return name
 
     @property
-    def order(self) -> tuple[tuple[int, int, str], int, str]:
-        """Sort key: task, then the paper's row order (linear before fine-tuned)."""
+    def groups(self) -> dict[str, Any] | None:
+        """A patient-level evaluation's ``groups`` entry (column, aggregate, counts), else None."""
+        groups = self.summary.get("groups")
+        return groups if isinstance(groups, dict) and "column" in groups else None
+
+    @property
+    def order(self) -> tuple[tuple[int, int, str], int, int, str]:
+        """Sort key: task, lesion level before patient level, then the paper's row order
+        (linear before fine-tuned)."""
         names = list(SOURCE_NAMES)
         key = (self.kind, self.source)
-        return task_order(self.task), names.index(key) if key in names else len(names), self.source
+        rank = names.index(key) if key in names else len(names)
+        return task_order(self.task), int(self.groups is not None), rank, self.source
 
     @property
     def multiclass(self) -> bool | None:

