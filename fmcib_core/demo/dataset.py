@@ -132,7 +132,7 @@ def make_demo_dataset(
         lesions larger, brighter than benign ones of their type, lobulated and spiculated with an
         ill-defined margin, and heterogeneous with a necrotic core; the label is that class
         flipped with probability 0.12. Each case is a patient with a latent aggressiveness
-        a ~ N(0, 1): each of their lesions is malignant with probability 1 / (1 + exp(-2.5 a)).
+        a ~ N(0, 1): each of their lesions is malignant with probability 1 / (1 + exp(-4 a)).
         Task 3 is the patient's outcome, the same in every row of a case: death time is Weibull
         (shape 1.2) with a hazard rising with a and with the mean over the patient's lesions of
         size, latent malignancy and heterogeneity; follow-up ends uniformly between 1 and 6

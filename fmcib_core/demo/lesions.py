@@ -32,7 +32,7 @@ _INFILTRATION_REACH = 2.2
 _SHAPE_BETA = (1.5, 6.0)
 # A patient's latent aggressiveness a ~ N(0, 1) makes each of their lesions malignant with
 # probability 1 / (1 + exp(-_PATIENT_COUPLING a)), and adds _PATIENT_RISK a to their Task 3 risk.
-_PATIENT_COUPLING = 2.5
+_PATIENT_COUPLING = 4.0
 _PATIENT_RISK = 0.8
 
 
