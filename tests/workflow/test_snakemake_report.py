@@ -93,7 +93,7 @@ def test_report_zip_holds_the_figures_with_their_captions(report_run: Path) -> N
     assert files["task2.png"].startswith(b"\x89PNG") and files["ssl_curves.png"][:4] == b"\x89PNG"
     table = files["comparison.html"].decode("utf-8")
     # One row per model of Task 2: linear (foundation, random-init control), fine-tuned random.
-    assert table.count("<tr><td>2 (malignancy)</td>") == 3
+    assert table.count("<tr><td>2 (malignancy)</td>") == 4
     for caption in (
         "Test-set results of every model, task by task",  # comparison.rst
         "ROC curves of task2",  # roc.rst, with the pattern's wildcard
@@ -113,5 +113,5 @@ def test_the_report_rule_writes_the_parts_beside_the_page(report_run: Path) -> N
     results = report_run / "results" / "report"
     assert sorted(p.name for p in (results / "roc").glob("*.png")) == ["task2.png"]
     page = (results / "report.html").read_text(encoding="utf-8")
-    assert page.count("<tr><td>2 (malignancy)</td>") == 3
+    assert page.count("<tr><td>2 (malignancy)</td>") == 4  # 3 linear evaluations, 1 fine-tuning
     assert (results / "comparison.html").is_file()

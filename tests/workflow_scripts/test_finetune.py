@@ -32,9 +32,10 @@ def script():
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Four synthetic cases: 22 train, 10 val, 10 test lesions for Tasks 1 and 2."""
+    """Eight synthetic patients (3 train, 2 val, 3 test), a seed that gives every split both
+    classes of every task (Task 3 is a patient's outcome)."""
     out = tmp_path_factory.mktemp("demo")
-    make_demo_dataset(out, seed=0, n_cases=4)
+    make_demo_dataset(out, seed=10, n_cases=8, n_pretrain_cases=1)
     return out
 
 
@@ -69,7 +70,7 @@ def test_task_2_writes_the_four_outputs(script, demo, tmp_path):
     assert set(metrics) == METRICS_KEYS
     assert metrics["task"] == 2 and metrics["label"] == "malignancy"
     assert metrics["init"] == "random" and metrics["weights"] is None
-    assert metrics["n_rows"] == {"train": 11, "val": 11, "test": 24}
+    assert metrics["n_rows"] == {"train": 26, "val": 25, "test": 37}
     assert metrics["selection"] == "best_val_score" and metrics["best_epoch"] in (0, 1)
     assert metrics["val_metric"] == "roc_auc" and set(metrics["val_metrics"]) == {
         "val_score",
@@ -78,7 +79,7 @@ def test_task_2_writes_the_four_outputs(script, demo, tmp_path):
     assert set(metrics["test_metrics"]) == {"roc_auc", "average_precision"}
     for result in metrics["test_metrics"].values():
         assert set(result) == {"value", "ci_low", "ci_high", "n_rows", "n_resamples_skipped"}
-        assert result["n_rows"] == 24 and 0 <= result["value"] <= 1
+        assert result["n_rows"] == 37 and 0 <= result["value"] <= 1
     assert (metrics["epochs"], metrics["batch_size"], metrics["seed"]) == (2, 8, 3)
 
     log = pd.read_csv(out / "train_log.csv")
