@@ -148,16 +148,14 @@ def data_efficiency_features(wildcards):
 
 
 def report_inputs(wildcards):
-    files = {"linear_eval": [], "finetune": []}
+    files = {"linear_eval": [], "finetune": [], "data_efficiency": []}
     for task in TASKS:
         files["linear_eval"] += [
             f"results/{task}/{name}.json" for name in linear_eval_names(config, task)
         ]
         for init in finetune_inits(config, task):
             files["finetune"].append(f"results/{task}/finetune_{init}/metrics.json")
-        files.setdefault("data_efficiency", []).append(
-            f"results/{task}/data_efficiency.json"
-        )
+        files["data_efficiency"].append(f"results/{task}/data_efficiency.json")
     if not config.get("pretrained_weights"):
         files["ssl_log"] = "results/pretrain/ssl_log.csv"
     if preview_table(config):

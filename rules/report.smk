@@ -55,7 +55,7 @@ rule report:
         linear_eval=lambda wc, input: list_flag("linear_eval", input.linear_eval),
         finetune=lambda wc, input: list_flag("finetune", input.finetune),
         data_efficiency=lambda wc, input: list_flag(
-            "data_efficiency", input.get("data_efficiency", [])
+            "data_efficiency", input.data_efficiency
         ),
         config_json=lambda wc: json.dumps(config, sort_keys=True),
         patch_size=config["patch_size"],

@@ -14,6 +14,7 @@ test table. On any error nothing is written.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> dict:
     sources = {}
     for name, weights, model in args.source:
         if weights == HANDCRAFTED:
-            features = lambda rows: table_descriptors(rows, progress=args.progress)  # noqa: E731
+            features = functools.partial(table_descriptors, progress=args.progress)
         else:
             backbone = load_backbone(
                 args.backbone, None if weights == RANDOM else weights, seed=args.seed
