@@ -1,18 +1,20 @@
 """Benchmark: feature extraction end to end against the backbone's forward pass alone.
 
-On synthetic demo volumes (``make_demo_dataset``) and one ResNet-50 x2 weights file of random
-weights, for the same lesions (the demo's lesions repeated up to ``--lesions``), it measures
+On CT-sized synthetic volumes (``--volumes`` scans of ``--shape`` voxels at ``--spacing`` mm,
+written as .nii.gz, ``--lesions-per-volume`` seeds each) and one ResNet-50 x2 weights file of
+random weights, it measures
 
-- lesions/s of ``extract_features`` from files (read each image once, sample, batch, forward)
-  and of the backbone's forward pass alone on in-memory batches of the same patches (the bound),
-  and their ratio (target >= 0.9), in fp32 and bf16;
+- lesions/s of ``get_features`` end to end (one call: load the weights, read every scan, sample,
+  batch, forward) and of the backbone's forward pass alone on in-memory batches of the same
+  patches with the same weights (the bound), and their ratio (target >= 0.9), in fp32 and bf16;
 - the bf16 speed-up over fp32 and the relative difference of its features (||bf16 - fp32|| /
   ||fp32||, target < 1e-2);
 - peak resident memory (``ru_maxrss`` of a fresh process that loads the weights and extracts
   features) for each of ``--memory-lesions``: flat in the number of lesions (target < 3 GB).
 
-Usage: ``python benchmarks/features.py [--lesions 32] [--repeats 2] [--memory-lesions 32 128]``;
-for the 1000-lesion memory run: ``--memory-lesions 100 1000`` (0.2-0.7 s per lesion on 2 cores).
+Usage: ``python benchmarks/features.py [--volumes 4] [--lesions-per-volume 13] [--repeats 2]
+[--memory-lesions 32 128]``; for the 1000-lesion memory run: ``--memory-lesions 100 1000``
+(0.2-0.7 s per lesion on 2 cores). The memory runs use the demo's small volumes.
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import SimpleITK as sitk
 import torch
+from scipy import ndimage
 
 from fmcib_core.data.patches import extract_patches
 from fmcib_core.demo import make_demo_dataset
-from fmcib_core.eval.features import PRECISIONS, extract_features, load_backbone
+from fmcib_core.eval.features import PRECISIONS, extract_features, get_features, load_backbone
+from fmcib_core.io.features import FEATURE_PREFIX
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import save_fmcib_weights
 
@@ -50,6 +55,26 @@ def lesion_table(folder: Path, n: int) -> pd.DataFrame:
         parts.append(table.assign(image_path=resolve_image_paths(table, path)))
     table = pd.concat(parts, ignore_index=True)
     return table.iloc[np.arange(n) % len(table)].reset_index(drop=True)
+
+
+def ct_table(folder: Path, args: argparse.Namespace) -> pd.DataFrame:
+    """``--volumes`` CT-sized scans (smooth random HU, int16, .nii.gz) and their lesion table."""
+    rng = np.random.default_rng(0)
+    shape_zyx = tuple(args.shape[::-1])
+    rows = []
+    for i in range(args.volumes):
+        coarse = rng.standard_normal(tuple(max(2, n // 16) for n in shape_zyx))
+        zoom = [n / c for n, c in zip(shape_zyx, coarse.shape, strict=True)]
+        hu = 40 + 300 * ndimage.zoom(coarse, zoom, order=1)[tuple(slice(n) for n in shape_zyx)]
+        image = sitk.GetImageFromArray(hu.astype(np.int16))
+        image.SetSpacing(tuple(args.spacing))
+        path = folder / f"ct{i}.nii.gz"
+        sitk.WriteImage(image, str(path), useCompression=True)
+        for index in rng.uniform(0.1, 0.9, size=(args.lesions_per_volume, 3)) * args.shape:
+            point = image.TransformContinuousIndexToPhysicalPoint(index.tolist())
+            rows.append(dict(zip(("coordX", "coordY", "coordZ"), point, strict=True)))
+            rows[-1]["image_path"] = str(path)
+    return pd.DataFrame(rows)
 
 
 def forward_only(backbone, patches: np.ndarray, batch_size: int, precision: str) -> np.ndarray:
@@ -92,49 +117,60 @@ def cpu_flags() -> str:
 
 
 class ForwardClock:
-    """Seconds spent inside a module's forward, summed over calls (forward hooks)."""
+    """Seconds spent inside the forward of every module of one class, summed (global hooks).
 
-    def __init__(self, module: torch.nn.Module) -> None:
-        self.seconds, self._start = 0.0, 0.0
-        module.register_forward_pre_hook(self._on_start)
-        module.register_forward_hook(self._on_stop)
+    Global, because ``get_features`` builds its own backbone inside the call being timed.
+    """
+
+    def __init__(self, kind: type) -> None:
+        self.kind, self.seconds, self._start = kind, 0.0, 0.0
+        torch.nn.modules.module.register_module_forward_pre_hook(self._on_start)
+        torch.nn.modules.module.register_module_forward_hook(self._on_stop)
 
     def _on_start(self, module, inputs) -> None:
-        self._start = time.perf_counter()
+        if type(module) is self.kind:
+            self._start = time.perf_counter()
 
     def _on_stop(self, module, inputs, output) -> None:
-        self.seconds += time.perf_counter() - self._start
+        if type(module) is self.kind:
+            self.seconds += time.perf_counter() - self._start
 
 
-def speed(backbone, table: pd.DataFrame, args: argparse.Namespace) -> dict:
-    """Best-of-repeats seconds per precision: bound, ours, and the forward time inside ours."""
+def speed(weights: Path, table: pd.DataFrame, args: argparse.Namespace) -> dict:
+    """Best-of-repeats seconds per precision: bound, ours (``get_features``), forward inside."""
+    backbone = load_backbone(args.backbone, weights)
     patches = extract_patches(table, args.patch_size)
     for precision in PRECISIONS:  # warm-up: oneDNN picks its kernels on the first call
         forward_only(backbone, patches[: args.batch_size], args.batch_size, precision)
-    clock = ForwardClock(backbone)
+    clock = ForwardClock(type(backbone))
     best = {p: {"bound": np.inf, "ours": np.inf} for p in PRECISIONS}
     for _ in range(args.repeats):  # interleaved; the fastest of each is kept (shared CPUs)
         for precision, row in best.items():
             bound, _ = timed(forward_only, backbone, patches, args.batch_size, precision)
             clock.seconds = 0.0
-            ours, features = timed(
-                extract_features,
-                backbone,
+            ours, result = timed(
+                get_features,
                 table,
+                weights,
+                backbone=args.backbone,
                 patch_size=args.patch_size,
                 batch_size=args.batch_size,
                 precision=precision,
+                progress=False,
             )
             row["bound"] = min(row["bound"], bound)
             if ours < row["ours"]:
-                row.update(ours=ours, inside=clock.seconds, features=features)
+                columns = [c for c in result.columns if str(c).startswith(FEATURE_PREFIX)]
+                row.update(ours=ours, inside=clock.seconds, features=result[columns].to_numpy())
     return best
 
 
 def report(args: argparse.Namespace, n: int, best: dict, memory: list) -> None:
     print(
         f"{args.backbone}, {args.patch_size}^3 patches, batch {args.batch_size}, "
-        f"{args.threads} threads, {n} lesions on {args.cases} volumes, best of {args.repeats}"
+        f"{args.threads} threads, {n} lesions on {args.volumes} volumes of "
+        f"{'x'.join(map(str, args.shape))} at {'x'.join(map(str, args.spacing))} mm (.nii.gz), "
+        f"best of {args.repeats}; ours = get_features end to end (weights load included)"
     )
     print(f"CPU: {cpu_flags()}")
     print(f"{'precision':<10}{'ours lesions/s':>15}{'forward lesions/s':>18}{'ratio':>7}", end="")
@@ -155,9 +191,12 @@ def report(args: argparse.Namespace, n: int, best: dict, memory: list) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lesions", type=int, default=32, help="lesions for the speed runs")
+    parser.add_argument("--volumes", type=int, default=4, help="CT-sized scans for speed")
+    parser.add_argument("--lesions-per-volume", type=int, default=13)
+    parser.add_argument("--shape", type=int, nargs=3, default=[512, 512, 240], help="x y z")
+    parser.add_argument("--spacing", type=float, nargs=3, default=[0.7, 0.7, 1.25], help="mm")
     parser.add_argument("--memory-lesions", type=int, nargs="*", default=[32, 128])
-    parser.add_argument("--cases", type=int, default=3, help="synthetic demo cases (volumes)")
+    parser.add_argument("--cases", type=int, default=3, help="demo cases for the memory runs")
     parser.add_argument("--backbone", default="resnet50x2")
     parser.add_argument("--patch-size", type=int, default=50)
     parser.add_argument("--batch-size", type=int, default=16)
@@ -170,8 +209,9 @@ def main(argv: list[str] | None = None) -> int:
         folder, weights = Path(tmp) / "demo", Path(tmp) / "weights.torch"
         make_demo_dataset(folder, seed=0, n_cases=args.cases)
         save_fmcib_weights(weights, load_backbone(args.backbone, seed=0).state_dict())
-        table = lesion_table(folder, args.lesions)
-        best = speed(load_backbone(args.backbone, weights), table, args)
+        (Path(tmp) / "ct").mkdir()
+        table = ct_table(Path(tmp) / "ct", args)
+        best = speed(weights, table, args)
         memory = []
         for n in args.memory_lesions:
             with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:

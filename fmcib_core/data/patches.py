@@ -33,7 +33,9 @@ __all__ = [
     "normalise_hu",
     "patch_grid",
     "random_seed_point",
+    "sample_grid",
     "sample_patch",
+    "window_bounds",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,8 +101,17 @@ def _seed_index(seed_lps: np.ndarray, grid: GridGeometry) -> np.ndarray:
     raise PatchError(message)
 
 
-def _sample_world(volume: Volume, axes_lps: list[np.ndarray]) -> np.ndarray:
-    """Trilinear values (normalised) at the LPS points ``axes_lps[0] x [1] x [2]``, (z, y, x)."""
+def sample_grid(volume: Volume, axes_lps: list[np.ndarray]) -> np.ndarray:
+    """Trilinear values (normalised, float64) at the LPS points ``x * y * z``, axes (z, y, x).
+
+    Args:
+        volume: the CT volume (HU).
+        axes_lps: three 1D arrays of LPS mm positions (x, y, z), each evenly spaced by +1 mm.
+
+    Returns:
+        float64 array of shape (len z, len y, len x); points beyond the box of voxel centres blend
+        with 0 (-1024 HU).
+    """
     to_index = np.linalg.inv(volume.index_to_world)
     base = to_index @ (np.array([a[0] for a in axes_lps]) - volume.origin)
     steps = [np.arange(len(a), dtype=np.float64) for a in axes_lps]
@@ -181,6 +192,33 @@ def _sample_oblique(
     )
 
 
+def window_bounds(
+    grid: GridGeometry, seed_lps: np.ndarray, size: int
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Where the ``size``^3 window of a seed lies on the grid (docs/method.md section 2, steps 4-5).
+
+    Args:
+        grid: the scan's 1 mm grid.
+        seed_lps: the seed point, world mm LPS, order (x, y, z).
+        size: the window's side in grid points.
+
+    Returns:
+        ``(start, stop, pad)``: the grid index range ``[start, stop)`` kept per axis (x, y, z),
+        clamped to the grid, and the ``np.pad`` widths in array order (z, y, x) that bring the
+        clamped block back to ``size`` (before = missing // 2, after = the rest).
+
+    Raises:
+        PatchError: the seed is not finite or its truncated index is outside the grid.
+    """
+    if size < 1:
+        raise ValueError(f"size must be a positive number of voxels; got {size}")
+    index = _seed_index(seed_lps, grid)
+    start = np.maximum(index - size // 2, 0)
+    stop = np.minimum(index - size // 2 + size, grid.n)
+    missing = size - (stop - start)[::-1]
+    return start, stop, [(int(d) // 2, int(d) - int(d) // 2) for d in missing]
+
+
 def sample_patch(volume: Volume, seed_lps: np.ndarray, size: int = 50) -> np.ndarray:
     """The ``size``^3 mm patch around a seed point (docs/method.md section 2).
 
@@ -196,21 +234,14 @@ def sample_patch(volume: Volume, seed_lps: np.ndarray, size: int = 50) -> np.nda
         PatchError: the seed is not finite, or ``trunc(seed - grid origin)`` falls outside the grid
             on some axis (the message gives the grid's LPS extent and spots RAS-for-LPS mix-ups).
     """
-    if size < 1:
-        raise ValueError(f"size must be a positive number of voxels; got {size}")
     grid = patch_grid(volume)
-    index = _seed_index(seed_lps, grid)
-    start = np.maximum(index - size // 2, 0)
-    stop = np.minimum(index - size // 2 + size, grid.n)
+    start, stop, pad = window_bounds(grid, seed_lps, size)
     axes = [grid.origin[i] + np.arange(start[i], stop[i], dtype=np.float64) for i in range(3)]
-    window = _sample_world(volume, axes)
-    missing = size - (stop - start)[::-1]
-    pad = [(int(d) // 2, int(d) - int(d) // 2) for d in missing]
-    return np.pad(window, pad).astype(np.float32)[None]
+    return np.pad(sample_grid(volume, axes), pad).astype(np.float32)[None]
 
 
 def random_seed_point(
-    volume: Volume,
+    volume: Volume | GridGeometry,
     rng: np.random.Generator,
     size: int = 50,
     *,
@@ -226,7 +257,7 @@ def random_seed_point(
     the drawn index whatever the floating-point rounding.
 
     Args:
-        volume: the CT volume.
+        volume: the CT volume, or its grid (``patch_grid``) when already known.
         rng: the random generator (the caller owns the seed).
         size: the window's side, as given to ``sample_patch``.
         avoid_lps: a seed point (LPS mm) the result must keep ``min_distance_mm`` away from.
@@ -237,7 +268,7 @@ def random_seed_point(
         The seed point (LPS mm, (x, y, z)), or None when ``max_tries`` draws all fell within
         ``min_distance_mm`` of ``avoid_lps`` (e.g. a scan smaller than that distance).
     """
-    grid = patch_grid(volume)
+    grid = volume if isinstance(volume, GridGeometry) else patch_grid(volume)
     low = np.where(grid.n >= size, size // 2, 0)
     high = np.where(grid.n >= size, grid.n - size + size // 2, grid.n - 1)
     for _ in range(max_tries):

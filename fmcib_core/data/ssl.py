@@ -1,15 +1,17 @@
 """Pretraining data: a table's volumes cached once, and the (p1, p2, n1, n2) dataset over them.
 
 docs/method.md section 4. An item is the lesion patch and a negative patch (a uniformly random
-window of the same scan's 1 mm grid), both sampled with
-:func:`fmcib_core.data.patches.sample_patch`, each augmented twice independently.
+window of the same scan's 1 mm grid), each augmented twice independently, here per item or later
+on the whole batch (:class:`fmcib_core.transforms.BatchedViews`, ``augment_on: device``).
 
 The volume cache of a table is a folder::
 
     table.csv          the input table plus ``cache_path`` (relative to the folder)
-    volumes/<n>/       one volume cache per distinct image (``write_volume_cache``)
+    volumes/<n>/       one 1 mm grid cache per distinct image (``write_grid_cache``)
 
-so that pretraining memory-maps each scan instead of decoding it again for every item.
+so that pretraining memory-maps each scan, already resampled, and every window (lesion or
+negative) is a slice: the same values as :func:`fmcib_core.data.patches.sample_patch` on the
+original file (within 0.5 HU for the default int16 storage).
 """
 
 from __future__ import annotations
@@ -27,9 +29,9 @@ import torch
 from monai.transforms import Randomizable
 from tqdm.auto import tqdm
 
-from fmcib_core.data.patches import random_seed_point, sample_patch
+from fmcib_core.data.grid import GridVolume, write_grid_cache
 from fmcib_core.data.seeding import worker_init_fn
-from fmcib_core.data.volume import Volume, write_volume_cache
+from fmcib_core.data.volume import Volume
 from fmcib_core.io.atomic import atomic_path
 from fmcib_core.io.images import read_image
 from fmcib_core.io.tables import COORD_COLUMNS, read_table
@@ -53,9 +55,14 @@ ViewTransform = Callable[[np.ndarray], Any]
 
 
 def cache_table_volumes(
-    table: pd.DataFrame, image_paths: pd.Series, out_dir: str | Path, *, progress: bool = False
+    table: pd.DataFrame,
+    image_paths: pd.Series,
+    out_dir: str | Path,
+    *,
+    dtype: str = "int16",
+    progress: bool = False,
 ) -> Path:
-    """Cache every distinct image of ``table`` once and write the table with ``cache_path``.
+    """Cache every distinct image of ``table`` once on its 1 mm grid; write the table too.
 
     The whole folder is written under a temporary name and renamed; an existing cache folder at
     ``out_dir`` (one holding ``table.csv``) is replaced, any other existing path is refused.
@@ -65,6 +72,7 @@ def cache_table_volumes(
         image_paths: each row's readable image path (absolute, or relative to the working
             directory), e.g. from ``resolve_image_paths``.
         out_dir: the cache folder.
+        dtype: the grid caches' storage, one of :data:`fmcib_core.data.grid.GRID_DTYPES`.
         progress: show a tqdm bar (one step per image).
 
     Returns:
@@ -79,7 +87,7 @@ def cache_table_volumes(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         for path in tqdm(distinct, disable=not progress, unit="image"):
-            write_volume_cache(read_image(path), tmp / relative[path])
+            write_grid_cache(Volume.from_sitk(read_image(path)), tmp / relative[path], dtype)
             log.debug("cached %s as %s", path, relative[path])
         table.assign(**{CACHE_PATH_COLUMN: paths.map(relative)}).to_csv(
             tmp / CACHE_TABLE, index=False
@@ -119,9 +127,11 @@ class SSLDataset(torch.utils.data.Dataset):
     """Items ``(p1, p2, n1, n2)`` for pretraining: two views of a lesion and of a negative.
 
     Every view is a float32 tensor (1, S, S, S), axes (z, y, x), normalised units. The negative
-    is ``sample_patch`` at ``random_seed_point`` of the same scan; with
+    is the window at ``random_seed_point`` of the same scan's grid; with
     ``negative_min_distance_mm`` it keeps that far from the lesion's seed. The four views are
-    drawn from ``view_transform`` one after the other, so they are independent.
+    drawn from ``view_transform`` one after the other, so they are independent. Without a
+    ``view_transform`` an item is the two unaugmented windows ``(lesion, negative)``, for
+    augmenting whole batches on the training device.
 
     Volumes are opened lazily (memory-mapped caches) in the process that reads items and kept
     in a small per-process LRU; they are never pickled, so DataLoader workers (``fork`` or
@@ -130,11 +140,11 @@ class SSLDataset(torch.utils.data.Dataset):
     reseeds each worker's copy.
 
     Args:
-        table: lesion table with ``cache_path`` and ``coordX/Y/Z`` (LPS mm).
+        table: lesion table with ``cache_path`` (grid caches) and ``coordX/Y/Z`` (LPS mm).
         base_dir: folder that ``cache_path`` is relative to (the cache folder).
         patch_size: S, the patch side in 1 mm grid points.
         view_transform: (1, S, S, S) array -> augmented view; ``Randomizable`` transforms (MONAI)
-            are reseeded by :meth:`reseed`.
+            are reseeded by :meth:`reseed`. None: items are ``(lesion, negative)`` unaugmented.
         seed: initial seed (see :meth:`reseed`).
         negative_min_distance_mm: keep negatives at least this far (mm) from the lesion seed.
         max_open: volumes kept open per process.
@@ -145,7 +155,7 @@ class SSLDataset(torch.utils.data.Dataset):
         table: pd.DataFrame,
         base_dir: str | Path,
         patch_size: int,
-        view_transform: ViewTransform,
+        view_transform: ViewTransform | None,
         *,
         seed: int,
         negative_min_distance_mm: float | None = None,
@@ -162,7 +172,7 @@ class SSLDataset(torch.utils.data.Dataset):
         self.view_transform = view_transform
         self.negative_min_distance_mm = negative_min_distance_mm or 0.0
         self.max_open = max_open
-        self._volumes: OrderedDict[str, Volume] = OrderedDict()
+        self._volumes: OrderedDict[str, GridVolume] = OrderedDict()
         self.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -176,11 +186,10 @@ class SSLDataset(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, ...]:
-        """``(p1, p2, n1, n2)``, each (1, S, S, S) float32."""
+        """``(p1, p2, n1, n2)`` (or ``(lesion, negative)``), each (1, S, S, S) float32."""
         volume = self._volume(self.paths[index])
         seed = self.seeds[index]
-        negative_seed = random_seed_point(
-            volume,
+        negative_seed = volume.random_seed_point(
             self._rng,
             self.patch_size,
             avoid_lps=seed,
@@ -192,18 +201,20 @@ class SSLDataset(torch.utils.data.Dataset):
                 f"{self.negative_min_distance_mm} mm from the lesion; lower "
                 "negative_min_distance_mm"
             )
-        lesion = sample_patch(volume, seed, self.patch_size)
-        negative = sample_patch(volume, negative_seed, self.patch_size)
+        lesion = volume.window(seed, self.patch_size)
+        negative = volume.window(negative_seed, self.patch_size)
+        if self.view_transform is None:
+            return torch.from_numpy(lesion), torch.from_numpy(negative)
         return (self._view(lesion), self._view(lesion), self._view(negative), self._view(negative))
 
     def _view(self, patch: np.ndarray) -> torch.Tensor:
         view = torch.as_tensor(self.view_transform(patch), dtype=torch.float32)
         return view.as_subclass(torch.Tensor)  # a plain tensor even from a MetaTensor
 
-    def _volume(self, path: str) -> Volume:
+    def _volume(self, path: str) -> GridVolume:
         volume = self._volumes.pop(path, None)
         if volume is None:
-            volume = Volume.load(path)
+            volume = GridVolume.load(path)
             while len(self._volumes) >= self.max_open:
                 self._volumes.popitem(last=False)
         self._volumes[path] = volume
@@ -220,7 +231,8 @@ def ssl_dataloader(
 ) -> torch.utils.data.DataLoader:
     """The pretraining loader: shuffled, last short batch dropped, workers seeded apart.
 
-    Batches are ``[p1, p2, n1, n2]``, each (B, 1, S, S, S). Workers persist across epochs.
+    Batches are ``[p1, p2, n1, n2]`` (or ``[lesion, negative]``), each (B, 1, S, S, S). Workers
+    persist across epochs.
     Under DDP, Lightning swaps in a distributed sampler that keeps shuffling and drop_last.
     """
     return torch.utils.data.DataLoader(

@@ -1,21 +1,26 @@
 """Frozen-backbone features of lesion patches (docs/method.md section 6).
 
 The backbone runs in eval mode under ``torch.inference_mode`` on batches of patches streamed from
-:func:`fmcib_core.data.patches.iter_patches` (each image read once, one volume and one batch in
-memory at a time), so memory stays flat in the number of lesions. The random-init control of the
-paper is a backbone built under its own seed, without touching the global random state.
+:func:`fmcib_core.data.patches.iter_patches` (each image read once, one volume and a few batches
+in memory at a time), so memory stays flat in the number of lesions. The random-init control of
+the paper is a backbone built under its own seed, without touching the global random state.
 
-Patches are prepared in the same thread as the forward pass: on 2 CPU cores sampling costs a few
-ms per lesion against 0.1-0.5 s for a ResNet-50 x2 forward, and a background thread producing
-batches measured slower (it competes with torch's threads for the same cores); see
-``benchmarks/features.py``.
+Reading and sampling run in a background thread (:func:`prefetch`) while the forward pass runs:
+image decoding (SimpleITK) and numpy release the GIL, so reading the next scan overlaps the
+forward pass of the current one instead of waiting in turn. :func:`get_features` starts reading
+before it loads the weights, and a trained backbone is built on the meta device and then takes
+the file's tensors, so no random 184 M-parameter initialisation is computed only to be
+overwritten. ``benchmarks/features.py`` measures both against the forward pass alone.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,9 +33,12 @@ from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import load_into, load_weights
 from fmcib_core.models.backbone import build_backbone
 
-__all__ = ["PRECISIONS", "extract_features", "get_features", "load_backbone"]
+__all__ = ["PRECISIONS", "extract_features", "get_features", "load_backbone", "prefetch"]
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_PREFETCH_PATCHES = 64  # patches read ahead: ~32 MB at 50^3, more than one batch of 16 or 32
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 """``fp32``: plain float32. ``bf16``: the forward pass under bfloat16 autocast, features cast
@@ -59,17 +67,80 @@ def load_backbone(
     """
     if weights is None and seed is None:
         raise ValueError("a random-init backbone needs a seed (or give a weights file)")
-    with torch.random.fork_rng(devices=[]):
-        if weights is None:
+    if weights is None:
+        with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-        backbone = build_backbone(name)
-    if weights is not None:
-        loaded = load_weights(weights)
-        load_into(backbone, loaded.trunk, what="backbone", source=loaded.path)
-        log.info("loaded %s backbone weights from %s", name, loaded.path)
-    else:
+            backbone = build_backbone(name)
         log.info("random-init %s backbone (seed %d)", name, seed)
+        return backbone.eval()
+    loaded = load_weights(weights)
+    with torch.device("meta"):  # shapes only: the weights file fills every tensor
+        backbone = build_backbone(name)
+    load_into(backbone, loaded.trunk, what="backbone", source=loaded.path, assign=True)
+    log.info("loaded %s backbone weights from %s", name, loaded.path)
     return backbone.eval()
+
+
+class _Failed:
+    """What the producer thread of :func:`prefetch` passes on when its iterator raised."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_DONE = object()
+
+
+def prefetch(items: Iterator[T], depth: int) -> Iterator[T]:
+    """Iterate ``items`` in a background thread, up to ``depth`` items ahead of the consumer.
+
+    The iterator starts at once (before the first ``next``). An exception raised by ``items`` is
+    raised again in the consumer, at the position where it happened. When the consumer stops
+    early (or is garbage-collected), the producer stops at its next item.
+
+    Args:
+        items: any iterator; it runs in one other thread, so it must not share unprotected state
+            with the consumer.
+        depth: queue length, at least 1.
+    """
+    if depth < 1:
+        raise ValueError(f"depth must be at least 1; got {depth}")
+    ready: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as err:  # handed over to the consumer, raised there
+            put(_Failed(err))
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=produce, name="fmcib-prefetch", daemon=True)
+    thread.start()
+    return _consume(ready, stop, thread)
+
+
+def _consume(ready: queue.Queue, stop: threading.Event, thread: threading.Thread) -> Iterator:
+    try:
+        while (item := ready.get()) is not _DONE:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _batches(
@@ -122,22 +193,41 @@ def extract_features(
         PatchError: a seed outside its image (the message names the row and the image).
         ValueError: an empty table, a batch size below 1 or an unknown precision.
     """
+    _check_options(table, batch_size, precision)
+    patches = prefetch(
+        iter_patches(table, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
+    )
+    return _forward_all(backbone, patches, len(table), patch_size, batch_size, device, precision)
+
+
+def _check_options(table: pd.DataFrame, batch_size: int, precision: str) -> None:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}; got {precision!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1; got {batch_size}")
     if len(table) == 0:
         raise ValueError("the lesion table has no rows; there is nothing to extract")
+
+
+def _forward_all(
+    backbone: nn.Module,
+    patches: Iterator[tuple[int, np.ndarray]],
+    n_rows: int,
+    patch_size: int,
+    batch_size: int,
+    device: str | torch.device,
+    precision: str,
+) -> np.ndarray:
+    """(n_rows, F) features of the ``(row, patch)`` pairs, batched through the backbone."""
     device = torch.device(device)
     backbone = backbone.to(device).eval()
     features: np.ndarray | None = None
-    patches = iter_patches(table, base_dir, patch_size, progress=progress)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     with torch.inference_mode(), autocast:
         for rows, batch in _batches(patches, batch_size, patch_size):
             out = backbone(torch.from_numpy(batch).to(device)).float().cpu().numpy()
             if features is None:
-                features = np.empty((len(table), out.shape[1]), dtype=np.float32)
+                features = np.empty((n_rows, out.shape[1]), dtype=np.float32)
             features[rows] = out
     return features
 
@@ -187,15 +277,12 @@ def get_features(
     clashes = [str(c) for c in table.columns if str(c).startswith(FEATURE_PREFIX)]
     if clashes:
         raise ValueError(f"the table already has feature-like columns {clashes[:5]}")
-    features = extract_features(
-        load_backbone(backbone, weights, seed=seed),
-        located,
-        base_dir=base_dir,
-        patch_size=patch_size,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        progress=progress,
+    _check_options(table, batch_size, precision)
+    # Reading starts now, so that the first scans are decoded while the weights load.
+    patches = prefetch(
+        iter_patches(located, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
+    model = load_backbone(backbone, weights, seed=seed)
+    features = _forward_all(model, patches, len(table), patch_size, batch_size, device, precision)
     block = pd.DataFrame(features, columns=feature_names(features.shape[1]))
     return pd.concat([table.reset_index(drop=True), block], axis=1)

@@ -187,7 +187,12 @@ def load_weights(path: str | Path) -> WeightsFile:
 
 
 def load_into(
-    module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, what: str, source: str | Path
+    module: nn.Module,
+    state_dict: Mapping[str, torch.Tensor],
+    *,
+    what: str,
+    source: str | Path,
+    assign: bool = False,
 ) -> None:
     """Load ``state_dict`` into ``module`` strictly, with an error that says what does not fit.
 
@@ -196,6 +201,8 @@ def load_into(
         state_dict: its weights, keys as in ``module.state_dict()``.
         what: the part's name in messages (``"backbone"``, ``"head"``).
         source: where the weights come from (the file), for messages.
+        assign: take the file's tensors instead of copying into the module's (for a module
+            built on the meta device, which has no storage to copy into).
 
     Raises:
         WeightsError: keys are missing or unexpected, or shapes differ; the message counts each
@@ -223,7 +230,7 @@ def load_into(
             f"{source}: {what} weights do not fit the model ({len(expected)} keys): "
             + "; ".join(problems)
         )
-    module.load_state_dict(state_dict, strict=True)
+    module.load_state_dict(state_dict, strict=True, assign=assign)
 
 
 def _listing(keys: list[str], label: str) -> str:

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import torch
 
+from fmcib_core.data.grid import is_grid_cache
 from fmcib_core.data.patches import sample_patch
 from fmcib_core.data.seeding import derive_seed, worker_init_fn
 from fmcib_core.data.ssl import (
@@ -20,12 +21,13 @@ from fmcib_core.data.ssl import (
     read_cached_table,
     ssl_dataloader,
 )
-from fmcib_core.data.volume import Volume, is_volume_cache
+from fmcib_core.data.volume import Volume
 from fmcib_core.io.tables import COORD_COLUMNS, read_table, resolve_image_paths
 from fmcib_core.transforms.augment import ssl_view_transform
 from tests.train import write_lesion_table
 
 SIZE = 16
+INT16_TOLERANCE = 0.5 / 3072 + 1e-6  # the grid cache stores HU rounded to integers
 
 
 def identity(patch: np.ndarray) -> np.ndarray:
@@ -55,7 +57,7 @@ def test_cache_holds_every_distinct_image_once_and_the_table(source, cache):
     pd.testing.assert_frame_equal(table.drop(columns=CACHE_PATH_COLUMN), original)
     assert table[CACHE_PATH_COLUMN].tolist() == ["volumes/0"] * 3 + ["volumes/1"] * 3
     assert sorted(p.name for p in (cache / "volumes").iterdir()) == ["0", "1"]
-    assert all(is_volume_cache(cache / p) for p in table[CACHE_PATH_COLUMN])
+    assert all(is_grid_cache(cache / p) for p in table[CACHE_PATH_COLUMN])
     assert [p.name for p in cache.parent.iterdir()] == ["cache"]  # no temporary left
 
 
@@ -76,17 +78,30 @@ def test_read_cached_table_reports_a_missing_cache_and_a_missing_volume(cache, t
         read_cached_table(broken)
 
 
-def test_patches_from_the_cache_equal_patches_from_the_original_files(source, cache):
+@pytest.mark.parametrize(("dtype", "tolerance"), [("int16", INT16_TOLERANCE), ("float32", 1e-6)])
+def test_patches_from_the_cache_equal_patches_from_the_original_files(
+    source, tmp_path, dtype, tolerance
+):
     table = read_table(source)
     paths = resolve_image_paths(table, source)
+    cache = cache_table_volumes(table, paths, tmp_path / "cache", dtype=dtype)
     data = dataset(cache)
     for i in range(len(table)):
         seed = table.loc[i, list(COORD_COLUMNS)].to_numpy(float)
         expected = sample_patch(Volume.load(paths[i]), seed, SIZE)
         p1, p2, n1, n2 = data[i]
-        np.testing.assert_array_equal(p1.numpy(), expected)
-        np.testing.assert_array_equal(p2.numpy(), expected)
+        np.testing.assert_allclose(p1.numpy(), expected, rtol=0, atol=tolerance)
+        np.testing.assert_array_equal(p2.numpy(), p1.numpy())
         np.testing.assert_array_equal(n1.numpy(), n2.numpy())  # one negative, viewed twice
+
+
+def test_without_a_view_transform_items_are_the_two_windows(cache):
+    lesion, negative = dataset(cache, None, seed=5)[2]
+    p1, _, n1, _ = dataset(cache, identity, seed=5)[2]
+    assert lesion.shape == negative.shape == (1, SIZE, SIZE, SIZE)
+    assert torch.equal(lesion, p1) and torch.equal(negative, n1)
+    batch = next(iter(ssl_dataloader(dataset(cache, None), 2, 0)))
+    assert [tuple(b.shape) for b in batch] == [(2, 1, SIZE, SIZE, SIZE)] * 2
 
 
 def test_items_are_four_float32_views_of_the_patch_shape(cache):

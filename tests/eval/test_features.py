@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ import torch
 
 import fmcib_core
 from fmcib_core.data.patches import PatchError, extract_patches
-from fmcib_core.eval.features import extract_features, get_features, load_backbone
+from fmcib_core.eval.features import extract_features, get_features, load_backbone, prefetch
 from fmcib_core.io.features import read_features, write_features
 from fmcib_core.io.weights import WeightsError, save_fmcib_weights
 from fmcib_core.models.backbone import backbone_output_dim, build_backbone
@@ -129,6 +130,51 @@ def test_weights_are_loaded_not_random(backbone, data):
     for key, value in load_backbone(BACKBONE, seed=123).state_dict().items():
         assert torch.equal(trained.state_dict()[key], value), key
     assert not trained.training
+
+
+def test_a_trained_backbone_is_built_without_a_random_initialisation(data, monkeypatch):
+    """Built on the meta device: every tensor is the file's, none was initialised on the CPU."""
+    cpu_inits = []
+    original = torch.nn.init.kaiming_normal_
+
+    def counting(tensor, *args, **kwargs):
+        cpu_inits.append(tensor.device.type != "meta")
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.init, "kaiming_normal_", counting)
+    trained = load_backbone(BACKBONE, data["weights"])
+    assert cpu_inits and not any(cpu_inits)
+    tensors = [*trained.parameters(), *trained.buffers()]
+    assert all(t.device.type == "cpu" for t in tensors)
+    assert all(p.requires_grad for p in trained.parameters())
+    load_backbone(BACKBONE, seed=1)
+    assert any(cpu_inits)  # the random-init control does initialise, on the CPU
+
+
+def test_prefetch_reads_ahead_keeps_order_and_hands_over_errors():
+    started = threading.Event()
+
+    def items():
+        started.set()
+        yield from range(5)
+        raise PatchError("row 5 (x.nii.gz): outside")
+
+    ahead = prefetch(items(), depth=2)
+    assert started.wait(5), "the producer starts before the first next()"
+    got = []
+    with pytest.raises(PatchError, match="row 5"):
+        for item in ahead:
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="depth"):
+        prefetch(iter([]), depth=0)
+
+
+def test_prefetch_stops_its_thread_when_the_consumer_stops():
+    ahead = prefetch(iter(range(10_000)), depth=1)
+    assert next(ahead) == 0
+    ahead.close()
+    assert not any(t.name == "fmcib-prefetch" and t.is_alive() for t in threading.enumerate())
 
 
 def test_ill_fitting_weights_name_the_keys(tmp_path):
