@@ -23,8 +23,11 @@ if "pretrain" in TABLES:
         resources:
             mem_mb=config["resources"]["cpu_mem_mb"],
             runtime=config["resources"]["cpu_runtime"],
+        params:
+            dtype=config["pretrain"]["cache_dtype"],
         shell:
-            "python {input.script:q} --table {input.table:q} --out {output.cache:q} 2> {log:q}"
+            "python {input.script:q} --table {input.table:q} --out {output.cache:q}"
+            " --dtype {params.dtype} 2> {log:q}"
 
     rule pretrain:
         input:

@@ -31,7 +31,7 @@ from fmcib_core.optim import (
 )
 from fmcib_core.train import build_trainer, last_checkpoint, read_step_metrics, resume_checkpoint
 from fmcib_core.train.ssl import NonFiniteLossError, build_ssl_module
-from fmcib_core.transforms import ssl_view_transform
+from fmcib_core.transforms import BatchedSSLViews, ssl_view_transform
 from workflow_scripts._cli import log_problems, setup_logging
 
 log = logging.getLogger("pretrain")
@@ -68,6 +68,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--num-workers", type=int, required=True)
     add("--precision", choices=("32-true", "bf16-mixed", "16-mixed"), required=True)
     add("--negative-min-distance-mm", type=float, default=None)
+    add("--augment-on", choices=("auto", "cpu", "device"), default="auto",
+        help="views augmented per item in the workers (cpu) or per batch on the device; "
+        "auto: device with --accelerator gpu")  # fmt: skip
     add("--progress", action="store_true", help="show a progress bar")
     add("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -85,6 +88,13 @@ def optimizer_options(args: argparse.Namespace) -> dict:
     if missing:
         raise ValueError(f"--optimizer {args.optimizer} needs {', '.join(missing)}")
     return given
+
+
+def augment_on(args: argparse.Namespace) -> str:
+    """``cpu`` or ``device``: where the views are augmented (``auto`` follows the accelerator)."""
+    if args.augment_on != "auto":
+        return args.augment_on
+    return "device" if args.accelerator == "gpu" else "cpu"
 
 
 def run_signature(args: argparse.Namespace) -> dict:
@@ -123,7 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress_bar=args.progress,
         )
         seed = derive_seed(args.seed, global_rank())  # each DDP rank draws its own views
-        dataset = SSLDataset(table, args.cache, args.patch_size, ssl_view_transform(), seed=seed,
+        on_device = augment_on(args) == "device"
+        dataset = SSLDataset(table, args.cache, args.patch_size,
+                             None if on_device else ssl_view_transform(), seed=seed,
                              negative_min_distance_mm=args.negative_min_distance_mm)  # fmt: skip
         module = build_ssl_module(
             args.backbone,
@@ -134,13 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             optimizer_options=options,
             warmup_steps=args.warmup_steps,
             total_steps=steps,
+            augment=BatchedSSLViews(derive_seed(seed, 1)) if on_device else None,
         )
     except (ValueError, OSError) as err:  # bad table or cache, too few lesions, bad options
         log_problems(log, err)
         return 1
     log.info(
-        "%d lesions, %d steps of %d lesions; %s at lr %g, %d warm-up steps",
+        "%d lesions, %d steps of %d lesions; %s at lr %g, %d warm-up steps; views on the %s",
         len(table), steps, global_batch, args.optimizer, lr, args.warmup_steps,
+        "device" if on_device else "CPU",
     )  # fmt: skip
     loader = ssl_dataloader(
         dataset, args.batch_size, args.num_workers, pin_memory=args.accelerator == "gpu"

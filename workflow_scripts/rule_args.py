@@ -27,6 +27,8 @@ FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
 # pretrain: one section of options per optimiser (fmcib_core.optim.OPTIMIZERS); only the chosen
 # optimiser's section reaches the script.
 OPTIMIZER_SECTIONS = ("lars", "sgd", "adamw")
+# pretrain: keys the rules use themselves (the cache rule's storage type) rather than pass on.
+PRETRAIN_RULE_KEYS = ("cache_dtype",)
 # prepare.<dataset>: keys the rules pass as inputs rather than options.
 PREPARE_INPUTS = ("root", "clinical", "lidc_db")
 # Task tables a prepared dataset must produce: lung1's converter writes them only with --split.
@@ -99,7 +101,8 @@ def pretrain_options(config: Config) -> dict[str, Any]:
     flattened in (``optimizer: adamw`` -> ``--optimizer adamw --base-lr ... --beta1 ...``) and the
     other optimisers' sections left out."""
     pretrain = config["pretrain"]
-    options = {k: v for k, v in pretrain.items() if k not in OPTIMIZER_SECTIONS}
+    skipped = OPTIMIZER_SECTIONS + PRETRAIN_RULE_KEYS
+    options = {k: v for k, v in pretrain.items() if k not in skipped}
     return options | dict(pretrain.get(pretrain["optimizer"]) or {})
 
 

@@ -2,7 +2,7 @@
 
 docs/method.md section 4. An item is the lesion patch and a negative patch (a uniformly random
 window of the same scan's 1 mm grid), each augmented twice independently, here per item or later
-on the whole batch (:class:`fmcib_core.transforms.BatchedViews`, ``augment_on: device``).
+on the whole batch (:class:`fmcib_core.transforms.BatchedSSLViews`, ``augment_on: device``).
 
 The volume cache of a table is a folder::
 

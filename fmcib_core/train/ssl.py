@@ -37,6 +37,12 @@ class SSLModule(L.LightningModule):
     The children are named ``backbone`` and ``head`` and the module holds no other parameters or
     buffers, so its checkpoints load with ``fmcib_core.io.load_weights`` (``backbone.`` -> trunk).
 
+    With ``augment`` (``augment_on: device``), batches arrive as the unaugmented windows
+    ``(lesion, negative)`` and are turned into ``(p1, p2, n1, n2)`` on the training device right
+    after the transfer (``on_after_batch_transfer``): two independent views of each. The
+    augmentation's random stream is not part of a checkpoint, so a resumed run draws other views
+    than an uninterrupted one would (the same distribution).
+
     Batch norm: the views of a batch go through the backbone in **one** forward pass, concatenated
     as (p1, p2, n1, n2) along the batch axis, so every batch-norm layer normalises all 4B patches
     with the same statistics (synchronised across devices under DDP with ``sync_batchnorm``). This
@@ -53,6 +59,8 @@ class SSLModule(L.LightningModule):
             ``fmcib_core.optim.optimizer_factory("lars", lr)``).
         scheduler_factory: builds the learning-rate scheduler from the optimiser; stepped after
             every optimiser step.
+        augment: (B, 1, D, H, W) -> one augmented view of each sample, same shape (e.g.
+            ``fmcib_core.transforms.BatchedSSLViews``); None: batches are already augmented.
     """
 
     def __init__(
@@ -62,6 +70,7 @@ class SSLModule(L.LightningModule):
         loss: nn.Module,
         optimizer_factory: OptimizerFactory,
         scheduler_factory: SchedulerFactory,
+        augment: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -69,6 +78,21 @@ class SSLModule(L.LightningModule):
         self.loss = loss
         self.optimizer_factory = optimizer_factory
         self.scheduler_factory = scheduler_factory
+        self.augment = augment
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """``(lesion, negative)`` -> ``(p1, p2, n1, n2)`` with ``augment``; else unchanged."""
+        if self.augment is None:
+            return batch
+        if len(batch) != 2:
+            raise ValueError(
+                f"with on-device augmentation a batch holds 2 tensors (lesion, negative); "
+                f"got {len(batch)}"
+            )
+        lesion, negative = batch
+        with torch.no_grad():
+            return [self.augment(lesion), self.augment(lesion),
+                    self.augment(negative), self.augment(negative)]  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Patches (N, 1, D, H, W) -> projections (N, E)."""
@@ -126,6 +150,7 @@ def build_ssl_module(
     optimizer_options: Mapping[str, Any] | None = None,
     warmup_steps: int = 0,
     total_steps: int,
+    augment: nn.Module | None = None,
 ) -> SSLModule:
     """The pretraining module: named backbone, projection head, optimiser, per-step cosine.
 
@@ -143,6 +168,7 @@ def build_ssl_module(
             missing ones take their defaults.
         warmup_steps: optimiser steps of linear warm-up before the cosine (0: none).
         total_steps: optimiser steps of the whole run; the cosine reaches 0 there.
+        augment: the on-device view augmentation (see :class:`SSLModule`), or None.
 
     Raises:
         ValueError: an unknown optimiser, an option it does not take, or a warm-up that is not
@@ -161,4 +187,5 @@ def build_ssl_module(
         scheduler_factory=functools.partial(
             cosine_per_step, total_steps=total_steps, warmup_steps=warmup_steps
         ),
+        augment=augment,
     )

@@ -23,6 +23,7 @@ from fmcib_core.models import backbone_output_dim, build_backbone, projection_he
 from fmcib_core.optim import LARS, cosine_per_step
 from fmcib_core.train.ssl import NonFiniteLossError, SSLModule, build_ssl_module
 from fmcib_core.train.trainer import build_trainer
+from fmcib_core.transforms import BatchedSSLViews
 from fmcib_core.transforms.augment import ssl_view_transform
 from tests.train import write_lesion_table
 
@@ -147,3 +148,23 @@ def test_a_nan_loss_stops_the_run_with_step_and_epoch(cache, tmp_path):
     trainer = build_trainer(tmp_path, max_epochs=1, progress_bar=False)
     with pytest.raises(NonFiniteLossError, match=r"SSL loss is nan at step 0 \(epoch 0, batch 0"):
         trainer.fit(module(NaNLoss()), loader(cache))
+
+
+def test_on_device_augmentation_turns_two_windows_into_four_views(cache, tmp_path):
+    """augment_on device: the loader yields (lesion, negative); the module augments each twice
+    after the transfer, with the same views the batched module draws for that seed."""
+    raw = SSLDataset(read_cached_table(cache), cache, SIZE, None, seed=0)
+    lesion, negative = next(iter(ssl_dataloader(raw, BATCH, num_workers=0)))
+    ssl = build_ssl_module(BACKBONE, lr=0.1, total_steps=2, augment=BatchedSSLViews(5))
+    views = ssl.on_after_batch_transfer([lesion, negative], 0)
+    expected = BatchedSSLViews(5)
+    assert [tuple(v.shape) for v in views] == [(BATCH, 1, SIZE, SIZE, SIZE)] * 4
+    for view, source in zip(views, (lesion, lesion, negative, negative), strict=True):
+        torch.testing.assert_close(view, expected(source), rtol=0, atol=0)
+    assert not torch.equal(views[0], views[1])  # two independent views of one lesion
+    with pytest.raises(ValueError, match="2 tensors"):
+        ssl.on_after_batch_transfer(views, 0)
+    assert module(build_loss("ntxent", 0.1)).on_after_batch_transfer(views, 0) is views
+    trainer = build_trainer(tmp_path, max_epochs=1, limit_train_batches=2, progress_bar=False)
+    trainer.fit(ssl, ssl_dataloader(raw, BATCH, num_workers=0))
+    assert np.isfinite(trainer.callback_metrics["loss"].item())

@@ -158,6 +158,8 @@ KEY_VALUES = {
         "num_workers": 3,
         "precision": "bf16-mixed",
         "negative_min_distance_mm": 12.5,
+        "augment_on": "cpu",
+        "cache_dtype": "float32",
     },
     "finetune": {
         "epochs": 13,
@@ -208,6 +210,7 @@ CONSUMED = {
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("stability", "enabled"): "whether the stability jobs exist",
     ("linear_eval", "patient_level"): "--group-by of the tasks' extra _patient jobs",
+    ("pretrain", "cache_dtype"): "--dtype of the cache rule (checked below)",
 }
 STRUCTURE = {"tables", "prepare", "tasks", "custom_tasks", "pretrained_weights", "resources"}
 
@@ -236,7 +239,8 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     commands: dict[str, list[str]] = {}
     for line in out.splitlines():
         for name in ("make_demo_data", "pretrain", "finetune", "extract_features", "linear_eval",
-                     "export_weights", "report", "data_efficiency", "stability"):  # fmt: skip
+                     "export_weights", "report", "data_efficiency", "stability",
+                     "cache_volumes"):  # fmt: skip
             if f"workflow_scripts/{name}.py " in line and "python " in line:
                 commands.setdefault(name, []).append(line)
     for section, values in KEY_VALUES.items():
@@ -259,3 +263,6 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     assert random_init and all("--batch-size 5" in c for c in random_init)
     assert others and all("--batch-size 9" in c for c in others)
     assert all("--csv results/" in c and ".csv" in c for c in commands["extract_features"])
+    assert [c for c in commands["cache_volumes"] if "--dtype float32" in c] == commands[
+        "cache_volumes"
+    ]

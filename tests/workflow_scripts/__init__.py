@@ -23,7 +23,7 @@ SCRIPT_KEYS = {
     "linear_eval": [(None, "seed"), ("linear_eval", None)],
     "data_efficiency": [(None, "seed"), ("linear_eval", None), ("data_efficiency", None)],
 }
-NOT_PASSED = {"inits", "batch_size_random", "patient_level"}
+NOT_PASSED = {"inits", "batch_size_random", "patient_level", "cache_dtype"}
 # Options the rules always pass that are no config keys: what a test run gets.
 RULE_OPTIONS = {"finetune": {"--threads": 1}, "extract_features": {"--threads": 1}}
 

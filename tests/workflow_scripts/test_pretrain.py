@@ -258,3 +258,11 @@ def test_ddp_on_two_cpu_processes_through_the_command_line(cache, tmp_path):
     assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4))
     checkpoint = torch.load(tmp_path / "ssl.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
+
+
+def test_pretrain_augments_on_the_device_when_asked(scripts, cache, tmp_path, capsys):
+    args = pretrain_args(cache, tmp_path, "--augment-on", "device")
+    assert scripts["pretrain"].main(args) == 0
+    assert "views on the device" in capsys.readouterr().err
+    log = pd.read_csv(tmp_path / "log.csv")
+    assert len(log) == 2 and log["loss"].notna().all()
