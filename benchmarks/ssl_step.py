@@ -1,17 +1,33 @@
-"""Benchmark: a pretraining step fed by the real data pipeline vs on a batch already in memory.
+"""Benchmark: the SSL input path's CPU cost per item, and a step fed by it vs on a batch in memory.
 
-The data pipeline is the one ``pretrain.py`` uses: a volume cache (memory-mapped scans), the
-``SSLDataset`` (lesion + random negative patch, four ``ssl_view_transform`` views) and
-``ssl_dataloader`` with ``--workers`` workers. For every timed step it measures the wait for the
-next batch (``next(loader)`` + the copy to the device) and the step itself (forward of the four
-views, loss, backward, LARS, scheduler); then it times the step alone on one batch kept in memory.
+Part 1, CPU milliseconds per SSL item (lesion + random negative, four augmented views), measured
+in one process on the same lesions, one after the other:
+
+- today's path (the one before the grid cache): the scan's raw voxels memory-mapped
+  (``write_volume_cache``), both windows interpolated with ``sample_patch``, each view augmented
+  per item with the MONAI chain ``ssl_view_transform``;
+- the new path: the scan's 1 mm grid cache (``write_grid_cache``), both windows sliced, the four
+  views of a whole batch augmented at once by ``BatchedSSLViews`` on the CPU.
+
+Both are process CPU time per item with ``--threads`` torch threads. Two ratios against today's
+(target <= 1/5): the workers' part of the new path (slicing, all the CPU does per item when the
+views are augmented on a GPU), and the whole new path run on this CPU.
+
+Part 2, a step fed by the pipeline: the data pipeline is the one ``pretrain.py`` uses with
+``--augment-on``: the grid cache, the ``SSLDataset`` and ``ssl_dataloader`` with ``--workers``
+workers (``cpu``: the workers augment each item; ``device``: they only slice windows and
+``BatchedSSLViews`` augments the batch on ``--device``, inside the step). For every timed step it
+measures the wait for the next batch (``next(loader)`` + the copy to the device) and the step
+itself (forward of the four views, loss, backward, LARS, scheduler); then it times the step alone
+on one batch kept in memory.
 The data pipeline's share of a fed step should stay below 10 % with the configured workers. Two
 shares are printed: the time spent waiting for batches, and the whole slowdown against the
 in-memory step, which also counts workers competing with the step for CPU cores (on a CPU-only
 machine with few cores that dominates; on a GPU the step does not need those cores).
 
 Usage: ``python benchmarks/ssl_step.py [--backbone resnet50x2] [--batch-size 8] [--patch-size 50]
-[--workers 4] [--steps 5] [--device cpu|cuda] [--data demo|phantom] [--threads N]``
+[--workers 4] [--steps 5] [--device cpu|cuda] [--data demo|phantom] [--threads N]
+[--augment-on cpu|device] [--items 64]``
 """
 
 from __future__ import annotations
@@ -30,11 +46,15 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
+from fmcib_core.data.grid import GridVolume
+from fmcib_core.data.patches import random_seed_point, sample_patch
 from fmcib_core.data.ssl import SSLDataset, cache_table_volumes, read_cached_table, ssl_dataloader
-from fmcib_core.io.tables import read_table, resolve_image_paths
+from fmcib_core.data.volume import Volume, write_volume_cache
+from fmcib_core.io.images import read_image
+from fmcib_core.io.tables import COORD_COLUMNS, read_table, resolve_image_paths
 from fmcib_core.optim import scaled_lr
 from fmcib_core.train.ssl import build_ssl_module
-from fmcib_core.transforms import ssl_view_transform
+from fmcib_core.transforms import BatchedSSLViews, ssl_view_transform
 
 log = logging.getLogger("benchmarks.ssl_step")
 
@@ -69,8 +89,61 @@ def loader_for(cache: Path, args: argparse.Namespace, items: int) -> torch.utils
     """The pretraining loader over the cached table, rows repeated to give ``items`` items."""
     table = read_cached_table(cache)
     table = table.iloc[np.resize(np.arange(len(table)), items)]
-    data = SSLDataset(table, cache, args.patch_size, ssl_view_transform(), seed=args.seed)
+    views = ssl_view_transform() if args.augment_on == "cpu" else None
+    data = SSLDataset(table, cache, args.patch_size, views, seed=args.seed)
     return ssl_dataloader(data, args.batch_size, args.workers, pin_memory=args.device == "cuda")
+
+
+def cpu_seconds(fn) -> float:
+    """Process CPU time (all threads) that ``fn()`` takes."""
+    start = time.process_time()
+    fn()
+    return time.process_time() - start
+
+
+def input_cost(table_path: Path, cache: Path, folder: Path, args: argparse.Namespace) -> dict:
+    """CPU seconds per item of today's path and of the new one, on the same ``--items`` items."""
+    table = read_cached_table(cache)
+    rows = np.resize(np.arange(len(table)), args.items)
+    seeds = table[list(COORD_COLUMNS)].to_numpy(np.float64)[rows]
+    images = resolve_image_paths(read_table(table_path), table_path).to_numpy()[rows]
+    grids = {p: GridVolume.load(cache / p) for p in table["cache_path"].unique()}
+    grid_of = [grids[p] for p in table["cache_path"].to_numpy()[rows]]
+    raw = {p: Volume.load(write_volume_cache(read_image(p), folder / f"raw{n}"))
+           for n, p in enumerate(dict.fromkeys(images))}  # fmt: skip
+    size, transform, rng = args.patch_size, ssl_view_transform(), np.random.default_rng(0)
+    transform.set_random_state(seed=0)
+
+    def today() -> None:
+        for image, seed in zip(images, seeds, strict=True):
+            volume = raw[image]
+            lesion = sample_patch(volume, seed, size)
+            negative = sample_patch(volume, random_seed_point(volume, rng, size), size)
+            [transform(patch) for patch in (lesion, lesion, negative, negative)]
+
+    augment = BatchedSSLViews(0)
+
+    def windows(start: int) -> tuple[np.ndarray, np.ndarray]:
+        lesions, negatives = [], []
+        stop = start + args.batch_size
+        for grid, seed in zip(grid_of[start:stop], seeds[start:stop], strict=True):
+            lesions.append(grid.window(seed, size))
+            negatives.append(grid.window(grid.random_seed_point(rng, size), size))
+        return np.stack(lesions), np.stack(negatives)
+
+    def slices() -> None:
+        for start in range(0, args.items, args.batch_size):
+            windows(start)
+
+    def new() -> None:
+        for start in range(0, args.items, args.batch_size):
+            for batch in windows(start):
+                batch = torch.from_numpy(batch)
+                augment(batch), augment(batch)
+
+    today(), new()  # warm-up: page cache, oneDNN kernels
+    costs = {"today": today, "slices": slices, "new": new}
+    return {name: cpu_seconds(fn) / args.items for name, fn in costs.items()}
 
 
 def timed(device: str, fn, *args):
@@ -95,19 +168,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", choices=("demo", "phantom"), default="demo")
     parser.add_argument("--threads", type=int, help="torch threads of the main process")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment-on", choices=("cpu", "device"), default="cpu")
+    parser.add_argument("--items", type=int, default=64, help="items of the per-item CPU cost")
+    parser.add_argument("--no-step", action="store_true", help="part 1 only (no training step)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     torch.manual_seed(args.seed)
+    augment = BatchedSSLViews(args.seed) if args.augment_on == "device" else None
     module = build_ssl_module(
-        args.backbone, lr=scaled_lr(0.3, args.batch_size), total_steps=10 * (args.steps + 1)
+        args.backbone,
+        lr=scaled_lr(0.3, args.batch_size),
+        total_steps=10 * (args.steps + 1),
+        augment=augment,
     ).to(args.device)
     parts = module.configure_optimizers()
     optimizer, scheduler = parts["optimizer"], parts["lr_scheduler"]["scheduler"]
 
     def step(batch: list[torch.Tensor]) -> None:
         optimizer.zero_grad(set_to_none=True)
+        batch = module.on_after_batch_transfer(batch, 0)  # augments there with --augment-on device
         module.compute_loss(batch).backward()
         optimizer.step()
         scheduler.step()
@@ -118,27 +199,34 @@ def main(argv: list[str] | None = None) -> int:
         cache = cache_table_volumes(
             table, resolve_image_paths(table, table_path), Path(folder) / "c"
         )
-        loader = iter(loader_for(cache, args, (args.steps + 1) * args.batch_size))
-
-        def fetch() -> list[torch.Tensor]:
-            return [v.to(args.device, non_blocking=True) for v in next(loader)]
-
-        waits, fed = [], []
-        for i in range(args.steps + 1):
-            wait, batch = timed(args.device, fetch)
-            seconds, _ = timed(args.device, step, batch)
-            if i > 0:  # the first batch waits for the workers to start
-                waits.append(wait)
-                fed.append(wait + seconds)
-        memory = [timed(args.device, step, batch)[0] for _ in range(args.steps)]
-        data = loader_for(cache, args, args.batch_size).dataset
-        serial = timed("cpu", lambda: [data[i] for i in range(len(data))])[0] / len(data)
-    wait, total, alone = (statistics.mean(x) for x in (waits, fed, memory))
+        cost = input_cost(table_path, cache, Path(folder), args)
+        print(
+            f"Part 1: CPU time per SSL item (lesion + negative, 4 views of {args.patch_size}^3), "
+            f"{args.items} items, batch {args.batch_size}, {torch.get_num_threads()} torch threads"
+        )
+        for name, value in (
+            ("today: raw voxels, sample_patch x 2, MONAI x 4 (ms)", f"{1e3 * cost['today']:.2f}"),
+            ("new, workers' part: grid cache slices x 2 (ms)", f"{1e3 * cost['slices']:.3f}"),
+            ("new, all on this CPU: slices + BatchedSSLViews (ms)", f"{1e3 * cost['new']:.2f}"),
+            (
+                "workers' part / today (augmentation on a GPU)",
+                f"{cost['slices'] / cost['today']:.4f}",
+            ),
+            (
+                "all on this CPU / today (augmentation on the CPU)",
+                f"{cost['new'] / cost['today']:.3f}",
+            ),
+        ):
+            print(f"{name:<58}{value:>10}")
+        if args.no_step:
+            return 0
+        fed = fed_step(cache, args, step)
     print(
-        f"{args.backbone}, batch {args.batch_size} x 4 views of {args.patch_size}^3, "
-        f"{args.workers} worker(s), {args.device}, {args.steps} timed steps, "
-        f"{torch.get_num_threads()} torch threads"
+        f"Part 2: {args.backbone}, batch {args.batch_size} x 4 views of {args.patch_size}^3, "
+        f"{args.workers} worker(s), {args.device}, augment on {args.augment_on}, "
+        f"{args.steps} timed steps, {torch.get_num_threads()} torch threads"
     )
+    wait, total, alone, serial = fed
     rows = [
         ("step on a batch in memory (s)", f"{alone:.4f}"),
         ("step fed by the data pipeline (s)", f"{total:.4f}"),
@@ -146,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         ("fed / in-memory step", f"{total / alone:.2f}x"),
         ("data pipeline share: waiting / fed step", f"{100 * wait / total:.1f} %"),
         ("data pipeline share: 1 - in-memory / fed step", f"{100 * (1 - alone / total):.1f} %"),
-        ("one item (4 views) in one process (s)", f"{serial:.4f}"),
+        ("one loader item in one process (s)", f"{serial:.4f}"),
         (
             "workers to keep up (item time x batch / step)",
             f"{serial * args.batch_size / alone:.1f}",
@@ -155,6 +243,26 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in rows:
         print(f"{name:<48}{value:>12}")
     return 0
+
+
+def fed_step(cache: Path, args: argparse.Namespace, step) -> tuple[float, float, float, float]:
+    """Mean (wait, fed step, in-memory step) seconds and one loader item's seconds."""
+    loader = iter(loader_for(cache, args, (args.steps + 1) * args.batch_size))
+
+    def fetch() -> list[torch.Tensor]:
+        return [v.to(args.device, non_blocking=True) for v in next(loader)]
+
+    waits, fed = [], []
+    for i in range(args.steps + 1):
+        wait, batch = timed(args.device, fetch)
+        seconds, _ = timed(args.device, step, batch)
+        if i > 0:  # the first batch waits for the workers to start
+            waits.append(wait)
+            fed.append(wait + seconds)
+    memory = [timed(args.device, step, batch)[0] for _ in range(args.steps)]
+    data = loader_for(cache, args, args.batch_size).dataset
+    serial = timed("cpu", lambda: [data[i] for i in range(len(data))])[0] / len(data)
+    return (*(statistics.mean(x) for x in (waits, fed, memory)), serial)
 
 
 if __name__ == "__main__":

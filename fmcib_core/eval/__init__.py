@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from fmcib_core.eval.features import PRECISIONS, extract_features, get_features, load_backbone
+from fmcib_core.eval.features import (
+    PRECISIONS,
+    extract_features,
+    features_of_patches,
+    get_features,
+    load_backbone,
+    prefetch,
+)
 from fmcib_core.eval.linear import (
     LinearEvalError,
     LinearEvalResult,
@@ -22,11 +29,13 @@ __all__ = [
     "LinearModel",
     "as_task",
     "extract_features",
+    "features_of_patches",
     "fit_linear_eval",
     "get_features",
     "labels_from_table",
     "load_backbone",
     "load_linear_model",
+    "prefetch",
     "prediction_table",
     "save_linear_model",
 ]

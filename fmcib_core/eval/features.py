@@ -33,7 +33,14 @@ from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import load_into, load_weights
 from fmcib_core.models.backbone import build_backbone
 
-__all__ = ["PRECISIONS", "extract_features", "get_features", "load_backbone", "prefetch"]
+__all__ = [
+    "PRECISIONS",
+    "extract_features",
+    "features_of_patches",
+    "get_features",
+    "load_backbone",
+    "prefetch",
+]
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +204,15 @@ def extract_features(
     patches = prefetch(
         iter_patches(table, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
-    return _forward_all(backbone, patches, len(table), patch_size, batch_size, device, precision)
+    return features_of_patches(
+        backbone,
+        patches,
+        len(table),
+        patch_size=patch_size,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+    )
 
 
 def _check_options(table: pd.DataFrame, batch_size: int, precision: str) -> None:
@@ -209,23 +224,41 @@ def _check_options(table: pd.DataFrame, batch_size: int, precision: str) -> None
         raise ValueError("the lesion table has no rows; there is nothing to extract")
 
 
-def _forward_all(
+def features_of_patches(
     backbone: nn.Module,
     patches: Iterator[tuple[int, np.ndarray]],
     n_rows: int,
+    *,
     patch_size: int,
     batch_size: int,
-    device: str | torch.device,
-    precision: str,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> np.ndarray:
-    """(n_rows, F) features of the ``(row, patch)`` pairs, batched through the backbone."""
+    """(n_rows, F) float32 features of ``(row, patch)`` pairs, batched through the backbone.
+
+    On a CUDA device each batch is copied through pinned memory without blocking, so the next
+    batch is assembled while the GPU computes.
+
+    Args:
+        backbone: (B, 1, S, S, S) -> (B, F); moved to ``device`` and put in eval mode (in place).
+        patches: ``(row, (1, S, S, S) float32 patch)`` pairs, every row in ``range(n_rows)`` once.
+        n_rows: rows of the result.
+        patch_size, batch_size, device, precision: as in :func:`extract_features`.
+        channels_last: run the backbone and batches in ``torch.channels_last_3d`` memory format.
+    """
     device = torch.device(device)
-    backbone = backbone.to(device).eval()
+    memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
+    backbone = backbone.to(device, memory_format=memory_format).eval()
     features: np.ndarray | None = None
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    pinned = device.type == "cuda"
     with torch.inference_mode(), autocast:
         for rows, batch in _batches(patches, batch_size, patch_size):
-            out = backbone(torch.from_numpy(batch).to(device)).float().cpu().numpy()
+            inputs = torch.from_numpy(batch)
+            inputs = inputs.pin_memory() if pinned else inputs
+            inputs = inputs.to(device, non_blocking=pinned, memory_format=memory_format)
+            out = backbone(inputs).float().cpu().numpy()
             if features is None:
                 features = np.empty((n_rows, out.shape[1]), dtype=np.float32)
             features[rows] = out
@@ -283,6 +316,14 @@ def get_features(
         iter_patches(located, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
     model = load_backbone(backbone, weights, seed=seed)
-    features = _forward_all(model, patches, len(table), patch_size, batch_size, device, precision)
+    features = features_of_patches(
+        model,
+        patches,
+        len(table),
+        patch_size=patch_size,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+    )
     block = pd.DataFrame(features, columns=feature_names(features.shape[1]))
     return pd.concat([table.reset_index(drop=True), block], axis=1)

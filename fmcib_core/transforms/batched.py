@@ -47,7 +47,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
@@ -135,17 +134,65 @@ def reference_control_points(num_points: int) -> torch.Tensor:
     return points
 
 
+def _resize_matrices(
+    start: torch.Tensor, size: torch.Tensor, flip: torch.Tensor, n: int
+) -> torch.Tensor:
+    """Per-sample (n, n) matrices of one axis: crop ``[start, start + size)``, resize to n, flip.
+
+    Row j holds the linear-interpolation weights of output voxel j: source index
+    ``max(0, (j + 0.5) * size / n - 0.5)`` within the box (``interpolate``'s, align_corners
+    False), its two neighbours clamped to the box. A flipped sample's rows are reversed.
+
+    Args:
+        start, size: (B,) int64, the box on this axis.
+        flip: (B,) bool.
+        n: the axis length (input and output).
+
+    Returns:
+        (B, n, n) float64 on the CPU.
+    """
+    start, size = start.cpu().double()[:, None], size.cpu().double()[:, None]
+    j = torch.arange(n, dtype=torch.float64)[None]
+    source = ((j + 0.5) * size / n - 0.5).clamp(min=0)
+    below = source.floor()
+    frac = source - below
+    above = torch.minimum(below + 1, size - 1)
+    rows = torch.zeros(start.shape[0], n, n, dtype=torch.float64)
+    rows.scatter_add_(2, (start + below).long()[..., None], (1 - frac)[..., None])
+    rows.scatter_add_(2, (start + above).long()[..., None], frac[..., None])
+    return torch.where(flip.cpu()[:, None, None], rows.flip(1), rows)
+
+
+def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Apply one (B, n, n) matrix per spatial axis, z then y then x: ``out = M @ x`` per axis.
+
+    Each product is one ``bmm`` with the other two axes folded into its long side (the y axis
+    moved to the front for its product), which keeps the matrix kernels efficient.
+
+    Args:
+        x: (B, 1, D, H, W) float32.
+        matrices: three (B, n, n) float32 tensors on ``x``'s device, for z, y and x.
+    """
+    b, _, d, h, w = x.shape
+    mz, my, mx = matrices
+    y = torch.bmm(mz, x.reshape(b, d, h * w)).reshape(b, d, h, w)
+    y = torch.bmm(my, y.transpose(1, 2).reshape(b, h, d * w)).reshape(b, h, d, w)
+    y = torch.bmm(y.transpose(1, 2).reshape(b, d * h, w), mx.transpose(1, 2))
+    return y.reshape(b, 1, d, h, w)
+
+
 def resized_crop_flip(
     x: torch.Tensor, start: torch.Tensor, size: torch.Tensor, flip_axis: torch.Tensor
 ) -> torch.Tensor:
-    """Crop each sample's box, resize it back trilinearly and flip it, in one grid_sample pass.
+    """Crop each sample's box, resize it back trilinearly and flip it: three batched matmuls.
 
     Reproduces MONAI ``Resize(shape, mode="trilinear", align_corners=False)`` of ``x[box]``
-    followed by ``Flip(spatial_axis=flip_axis)``. With ``align_corners=False`` both in
-    ``affine_grid`` and ``grid_sample``, output voxel j of an axis of length n samples input
-    position ``a + (j + 0.5) * s / n - 0.5`` for a box of start a and side s, which is
-    ``interpolate``'s source index; the grid is clamped to the box's first and last voxel
-    centres, as ``interpolate`` clamps to the cropped volume's edge (replicating it).
+    followed by ``Flip(spatial_axis=flip_axis)``. Trilinear interpolation on an axis-aligned box
+    is separable, so each axis is one per-sample (n, n) interpolation matrix (two weights per row,
+    ``interpolate``'s source index and edge clamping; the flip reverses the rows), applied as a
+    batched matrix product. On the CPU that is about 5 times faster than an ``affine_grid`` +
+    ``grid_sample`` pass, and it is no slower on a GPU; it also computes the source positions in
+    float64, where ``grid_sample`` unnormalises float32 grid coordinates.
 
     Args:
         x: (B, 1, D, H, W) float32.
@@ -156,19 +203,15 @@ def resized_crop_flip(
     Returns:
         (B, 1, D, H, W) float32.
     """
-    b, _, *spatial = x.shape
-    # Grid coordinates are ordered (x, y, z) = (W, H, D): reverse the (z, y, x) parameters.
-    n = torch.tensor(spatial[::-1], dtype=torch.float64)
-    a, s = start.flip(1).cpu().double(), size.flip(1).cpu().double()
-    flips = flip_axis.cpu()[:, None] == torch.tensor([2, 1, 0])
-    theta = torch.zeros(b, 3, 4, dtype=torch.float64)
-    theta[:, range(3), range(3)] = torch.where(flips, -1.0, 1.0) * s / n
-    theta[:, :, 3] = (2 * a + s) / n - 1
-    low = ((2 * a + 1) / n - 1).float().to(x.device)
-    high = ((2 * (a + s) - 1) / n - 1).float().to(x.device)
-    grid = F.affine_grid(theta.float().to(x.device), [b, 1, *spatial], align_corners=False)
-    grid = torch.maximum(torch.minimum(grid, high[:, None, None, None]), low[:, None, None, None])
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    spatial = x.shape[2:]
+    flip_axis = flip_axis.cpu()
+    matrices = [
+        _resize_matrices(start[:, axis], size[:, axis], flip_axis == axis, spatial[axis])
+        .float()
+        .to(x.device)
+        for axis in range(3)
+    ]
+    return _along_axes(x, matrices)
 
 
 def histogram_shift(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -176,8 +219,11 @@ def histogram_shift(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) 
 
     For each sample, reference points ``reference_control_points(K)`` and ``points`` are scaled
     to the sample's ``[min, max]`` and every voxel is mapped by linear interpolation between them
-    (MONAI's torch branch: slope and intercept per segment, segment found by ``searchsorted``).
-    Samples not applied, and constant samples (which MONAI returns as they are), are unchanged.
+    (MONAI's torch branch: slope and intercept per segment). The reference points are evenly
+    spaced, so a voxel's segment is ``floor((v - min) / (max - min) * (K - 1))`` (MONAI finds it
+    with ``searchsorted``; on a segment boundary both give the same value, the map being
+    continuous). Samples not applied, and constant samples (which MONAI returns as they are),
+    are unchanged; only the applied ones are computed.
 
     Args:
         x: (B, 1, D, H, W) float32.
@@ -187,20 +233,25 @@ def histogram_shift(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) 
     Returns:
         (B, 1, D, H, W) float32.
     """
-    b, k = points.shape
-    flat = x.reshape(b, -1)
+    chosen = apply.cpu().nonzero().flatten()
+    if len(chosen) == 0:
+        return x
+    b, k = len(chosen), points.shape[1]
+    index = chosen.to(x.device)
+    flat = x[index].reshape(b, -1)
     lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    span = hi - lo
     ref = reference_control_points(k).float().to(x.device)[None]
-    xp = ref * (hi - lo) + lo
-    fp = points.float().to(x.device) * (hi - lo) + lo
+    xp = ref * span + lo
+    fp = points.cpu()[chosen].float().to(x.device) * span + lo
     slope = (fp[:, 1:] - fp[:, :-1]) / (xp[:, 1:] - xp[:, :-1])
     intercept = fp[:, :-1] - slope * xp[:, :-1]
-    segment = (torch.searchsorted(xp.contiguous(), flat.contiguous()) - 1).clamp(0, k - 2)
-    out = slope.gather(1, segment) * flat + intercept.gather(1, segment)
-    out = torch.where(flat < xp[:, :1], fp[:, :1], out)
-    out = torch.where(flat > xp[:, -1:], fp[:, -1:], out)
-    keep = ~apply.to(x.device)[:, None] | (lo == hi)
-    return torch.where(keep, flat, out).reshape(x.shape)
+    scale = torch.where(span > 0, (k - 1) / span, 0.0)
+    segment = ((flat - lo) * scale).long().clamp_(0, k - 2)
+    mapped = torch.addcmul(intercept.gather(1, segment), slope.gather(1, segment), flat)
+    out = x.clone()
+    out[index] = torch.where(span == 0, flat, mapped).reshape(b, *x.shape[1:])
+    return out
 
 
 def _gaussian_kernels(sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -229,8 +280,9 @@ def _gaussian_kernels(sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
 def gaussian_smooth(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
     """MONAI ``GaussianSmooth(sigma)`` per sample: separable erf kernels, zero padding.
 
-    The batch is folded into channels so that each axis is one grouped ``conv3d`` (``groups=B``)
-    with one kernel per sample; axes are filtered z, then y, then x, as MONAI does.
+    Each axis is a per-sample banded (n, n) matrix holding that sample's kernel (rows cut at the
+    borders, which is zero padding), applied as a batched matrix product, z then y then x as
+    MONAI filters. Only the samples in ``apply`` are computed.
 
     Args:
         x: (B, 1, D, H, W) float32.
@@ -240,17 +292,21 @@ def gaussian_smooth(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -
     Returns:
         (B, 1, D, H, W) float32.
     """
-    kernels = _gaussian_kernels(sigma, apply).to(x.device)
-    b, _, *spatial = x.shape
-    radius = (kernels.shape[-1] - 1) // 2
-    if radius == 0:
+    chosen = apply.cpu().nonzero().flatten()
+    if len(chosen) == 0:
         return x
-    y = x.reshape(1, b, *spatial)
-    for axis in range(3):
-        shape, padding = [b, 1, 1, 1, 1], [0, 0, 0]
-        shape[2 + axis], padding[axis] = 2 * radius + 1, radius
-        y = F.conv3d(y, kernels[:, axis].reshape(shape), padding=tuple(padding), groups=b)
-    return y.reshape(x.shape)
+    kernels = _gaussian_kernels(sigma.cpu()[chosen], torch.ones(len(chosen), dtype=torch.bool))
+    radius = (kernels.shape[-1] - 1) // 2
+    matrices = []
+    for axis, n in enumerate(x.shape[2:]):
+        offset = torch.arange(n)[None, :] - torch.arange(n)[:, None]  # column - row
+        inside = offset.abs() <= radius
+        taps = kernels[:, axis][:, (offset.clamp(-radius, radius) + radius)]
+        matrices.append(torch.where(inside, taps, 0.0).to(x.device))
+    out = x.clone()
+    index = chosen.to(x.device)
+    out[index] = _along_axes(x[index], matrices)
+    return out
 
 
 def clip_below_zero(x: torch.Tensor) -> torch.Tensor:

@@ -13,7 +13,13 @@ import torch
 
 import fmcib_core
 from fmcib_core.data.patches import PatchError, extract_patches
-from fmcib_core.eval.features import extract_features, get_features, load_backbone, prefetch
+from fmcib_core.eval.features import (
+    extract_features,
+    features_of_patches,
+    get_features,
+    load_backbone,
+    prefetch,
+)
 from fmcib_core.io.features import read_features, write_features
 from fmcib_core.io.weights import WeightsError, save_fmcib_weights
 from fmcib_core.models.backbone import backbone_output_dim, build_backbone
@@ -244,3 +250,16 @@ def test_cuda_matches_cpu(data, precision):
     )
     # cuDNN convolutions may use TF32, and bf16 rounds further: compare norm-wise.
     assert np.linalg.norm(cuda - cpu) / np.linalg.norm(cpu) < 1e-2
+
+
+def test_features_of_patches_in_channels_last_equal_the_default_layout(backbone, data):
+    table = data["table"].assign(
+        image_path=lambda t: [str(data["folder"] / p) for p in t.image_path]
+    )
+    patches = extract_patches(table, SIZE)
+    pairs = [(row, patch) for row, patch in enumerate(patches)][::-1]  # any order of rows
+    common = {"patch_size": SIZE, "batch_size": 2}
+    channels_last = features_of_patches(
+        backbone, iter(pairs), len(table), channels_last=True, **common
+    )
+    np.testing.assert_allclose(channels_last, features(backbone, data), rtol=1e-4, atol=1e-5)
