@@ -14,6 +14,7 @@ from fmcib_core.eval.linear import (
     prediction_table,
     save_linear_model,
 )
+from fmcib_core.eval.shards import gather_shards, shard_rows
 
 __all__ = [
     "PRECISIONS",
@@ -23,10 +24,12 @@ __all__ = [
     "as_task",
     "extract_features",
     "fit_linear_eval",
+    "gather_shards",
     "get_features",
     "labels_from_table",
     "load_backbone",
     "load_linear_model",
     "prediction_table",
     "save_linear_model",
+    "shard_rows",
 ]
