@@ -36,6 +36,12 @@ if _problems:
 validate(config, "schemas/config.schema.yaml")
 
 
+# Each backbone feature table is extracted in this many jobs (rules/features.smk); one run may
+# set another number with `--set-scatter features=K`.
+scattergather:
+    features=config["features"]["shards"],
+
+
 include: "rules/common.smk"
 
 

@@ -29,9 +29,12 @@ from workflow_scripts.rule_args import (
 from workflow_scripts.sources import (
     BUILT_IN,
     FEATURE_DIRS,
+    FEATURE_SHARD,
+    FEATURE_TABLE,
     HANDCRAFTED_DIR,
     LINEAR_EVAL_NAMES,
     PATIENT_SUFFIX,
+    extract_features_paths,
     feature_dirs,
     feature_source,
     feature_sources,
@@ -64,6 +67,8 @@ TABLES = table_paths(config)
 PREPARED_DIRS = prepared_datasets(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
+# Jobs per backbone feature table: features.shards, or a run's --set-scatter features=K.
+FEATURE_SHARDS = len(scatter.features("{scatteritem}"))
 # Every rule runs this checkout's fmcib_core, also in a conda env that holds only its
 # dependencies (`--use-conda`): the scripts import it from the workflow's base folder.
 _BASEDIR = shlex.quote(workflow.basedir).replace("{", "{{").replace("}", "}}")
@@ -119,6 +124,15 @@ def feature_weights(wildcards):
     if wildcards.features == FEATURE_DIRS["foundation"]:
         return {"weights": foundation_weights(config)}
     return {}
+
+
+def feature_shards(wildcards):
+    return gather.features(
+        FEATURE_SHARD,
+        task=wildcards.task,
+        features=wildcards.features,
+        split=wildcards.split,
+    )
 
 
 def linear_eval_features(wildcards):

@@ -1,5 +1,9 @@
 # Feature extraction (docs/method.md section 6): the foundation backbone, a random-init control,
-# and the handcrafted lesion descriptor (a non-learned baseline).
+# and the handcrafted lesion descriptor (a non-learned baseline). With features.shards K > 1 each
+# backbone feature table is extracted by K jobs, each over its shard of the table's images
+# (fmcib_core.eval.shards), and gathered; the handcrafted descriptor (cheap, CPU) is one job.
+SHARDED = FEATURE_SHARDS > 1
+EXTRACT = extract_features_paths(FEATURE_SHARDS)
 
 
 rule extract_features:
@@ -9,11 +13,11 @@ rule extract_features:
         table=task_table,
         report="results/validation/{task}_{split}.json",
     output:
-        features="results/{task}/{features}/{split}.parquet",
+        features=temp(EXTRACT["output"]) if SHARDED else EXTRACT["output"],
     log:
-        "logs/extract_features/{task}_{features}_{split}.log",
+        EXTRACT["log"],
     benchmark:
-        "results/benchmarks/extract_features/{task}_{features}_{split}.tsv"
+        EXTRACT["benchmark"]
     conda:
         ENV
     threads: 2
@@ -27,14 +31,45 @@ rule extract_features:
             if "weights" in input.keys()
             else "--random-init"
         ),
-        csv=lambda wc, output: csv_flag(output.features, config["features"]["csv"]),
+        shard=lambda wc: f"--shard {wc.scatteritem}" if SHARDED else "",
+        csv=lambda wc, output: (
+            "" if SHARDED else csv_flag(output.features, config["features"]["csv"])
+        ),
         opts=cli_flags(
             {k: config["features"][k] for k in ("batch_size", "precision")}
             | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
         ),
     shell:
         "python {input.script:q} --table {input.table:q} {params.weights} {params.opts}"
-        " --out {output.features:q} {params.csv} --threads {threads} 2> {log:q}"
+        " --out {output.features:q} {params.shard}{params.csv} --threads {threads} 2> {log:q}"
+
+
+if SHARDED:
+
+    rule gather_features:
+        input:
+            script=script("gather_features"),
+            table=task_table,
+            shards=feature_shards,
+        output:
+            features=FEATURE_TABLE,
+        log:
+            "logs/gather_features/{task}_{features}_{split}.log",
+        benchmark:
+            "results/benchmarks/gather_features/{task}_{features}_{split}.tsv"
+        # seconds of reading and writing: not worth a cluster job and its queue
+        localrule: True
+        conda:
+            ENV
+        threads: 1
+        resources:
+            mem_mb=config["resources"]["cpu_mem_mb"],
+            runtime=config["resources"]["cpu_runtime"],
+        params:
+            csv=lambda wc, output: csv_flag(output.features, config["features"]["csv"]),
+        shell:
+            "python {input.script:q} --table {input.table:q} --shards {input.shards:q}"
+            " --out {output.features:q} {params.csv} 2> {log:q}"
 
 
 rule handcrafted_features:

@@ -60,7 +60,7 @@ if "pretrain" in TABLES:
         shell:
             "python {input.script:q} --cache {input.cache:q} --work-dir {params.work_dir:q}"
             " --out-checkpoint {output.checkpoint:q} --out-log {output.log_csv:q}"
-            " {params.opts} --progress 2> {log:q}"
+            " {params.opts} --threads {threads} --progress 2> {log:q}"
 
     rule export_weights:
         input:
@@ -85,4 +85,4 @@ if "pretrain" in TABLES:
         shell:
             "python {input.script:q} --checkpoint {input.checkpoint:q}"
             " --backbone {params.backbone} --out {output.weights:q}"
-            " --out-safetensors {output.safetensors:q} 2> {log:q}"
+            " --out-safetensors {output.safetensors:q} --threads {threads} 2> {log:q}"

@@ -1,14 +1,27 @@
-"""Shared command-line plumbing for the workflow scripts: logging, errors and task arguments."""
+"""Shared command-line plumbing for the workflow scripts: logging, errors, task arguments and
+torch's threads."""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import re
 import sys
 
 from fmcib_core.tasks import KINDS, Task, TaskError, custom_task, paper_task
 
-__all__ = ["add_task_arguments", "log_problems", "setup_logging", "task_from_args"]
+__all__ = [
+    "add_task_arguments",
+    "log_problems",
+    "set_torch_threads",
+    "setup_logging",
+    "shard_arg",
+    "task_from_args",
+    "torch_threads",
+]
+
+log = logging.getLogger(__name__)
 
 
 def setup_logging(verbose: bool = False) -> None:
@@ -56,3 +69,55 @@ def task_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
         )
     except TaskError as err:
         parser.error(str(err))
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """``I-of-K`` (Snakemake's ``scatteritem``) -> ``(I, K)``, 1 <= I <= K; an argparse type."""
+    match = re.fullmatch(r"(\d+)-of-(\d+)", text)
+    if not match or not 1 <= int(match[1]) <= int(match[2]):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected I-of-K with 1 <= I <= K, e.g. 2-of-4")
+    return int(match[1]), int(match[2])
+
+
+def torch_threads(threads: int, workers: int = 0, processes: int = 1) -> int:
+    """Torch threads of each of a job's ``processes`` (DDP ranks): the job's ``threads`` CPUs
+    less every process's ``workers`` DataLoader worker processes, shared out, at least 1.
+
+    The rules count the workers inside the job's CPUs (``threads: workers x devices + 1``), so
+    the main processes must not take those cores as well.
+    """
+    return max(1, (threads - workers * processes) // processes)
+
+
+def set_torch_threads(threads: int, *, workers: int = 0, processes: int = 1) -> int:
+    """Fix this process's torch intra-op and inter-op threads to :func:`torch_threads`.
+
+    Called first thing by every script that runs torch, with the rule's ``threads``, so that a
+    job never uses every core of a shared node (or inherits ``OMP_NUM_THREADS``), and float sums
+    follow the job's settings only. Torch fixes its inter-op threads once per process, before
+    any inter-op work: a second call with another count keeps the first and says so. With
+    several processes (DDP) it also sets ``OMP_NUM_THREADS``, which the ranks Lightning starts
+    inherit and without which Lightning's launcher would replace the count by the node's CPUs
+    per process.
+
+    Returns:
+        The threads set.
+    """
+    import torch  # here: most scripts of this package never import torch
+
+    n = torch_threads(threads, workers, processes)
+    torch.set_num_threads(n)
+    if torch.get_num_interop_threads() != n:
+        try:
+            torch.set_num_interop_threads(n)
+        except RuntimeError:  # set earlier in this process, or inter-op work has started
+            log.warning(
+                "torch inter-op threads stay %d (torch sets them once per process); "
+                "intra-op threads %d",
+                torch.get_num_interop_threads(),
+                n,
+            )
+    if processes > 1:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+    log.info("torch threads: %d intra-op, %d inter-op", n, torch.get_num_interop_threads())
+    return n

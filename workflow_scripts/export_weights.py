@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fmcib_core.io.weights import load_into, load_weights, save_fmcib_weights
 from fmcib_core.models import BACKBONES, build_backbone
-from workflow_scripts._cli import log_problems, setup_logging
+from workflow_scripts._cli import log_problems, set_torch_threads, setup_logging
 
 log = logging.getLogger("export_weights")
 
@@ -29,6 +29,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--backbone", choices=BACKBONES, required=True)
     parser.add_argument("--out", type=Path, required=True, help="FMCIB weights file to write")
     parser.add_argument("--out-safetensors", type=Path, help="also write them as .safetensors")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (the rule's)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
 
@@ -36,6 +37,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    set_torch_threads(args.threads)
     try:
         weights = load_weights(args.checkpoint)
         backbone = build_backbone(args.backbone)

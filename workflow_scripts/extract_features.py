@@ -2,12 +2,13 @@
 
 Usage: python workflow_scripts/extract_features.py --table T (--weights W | --random-init)
     --backbone NAME --patch-size S --accelerator cpu|gpu --seed N --batch-size B
-    --precision fp32|bf16 --out FEATURES.parquet [--csv FEATURES.csv]
+    --precision fp32|bf16 --threads T --out FEATURES.parquet [--csv FEATURES.csv | --shard I-of-K]
 
 Writes the table's columns followed by float32 ``pred_0`` ... ``pred_{F-1}``, as parquet and,
-with ``--csv``, also as CSV. On any error (missing or ill-fitting weights, an unreadable image, a
-seed outside its image, no CUDA device for ``--accelerator gpu``) the exit status is 1 and
-nothing is written.
+with ``--csv``, also as CSV. With ``--shard I-of-K``, only shard I of the table's K (cut by image,
+fmcib_core.eval.shards), and ``--out`` is a feature shard for gather_features.py. On any error
+(missing or ill-fitting weights, an unreadable image, a seed outside its image, no CUDA device
+for ``--accelerator gpu``) the exit status is 1 and nothing is written.
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from fmcib_core.eval.features import PRECISIONS, extract_features, load_backbone
+from fmcib_core.eval.shards import full_batches, shard_rows
 from fmcib_core.io.atomic import OutputError, write_outputs
-from fmcib_core.io.features import write_features
+from fmcib_core.io.features import write_feature_shard, write_features
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.models.backbone import BACKBONES
 from workflow_scripts import _cli
@@ -47,9 +50,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="feature table (.parquet)")
     parser.add_argument("--csv", type=Path, help="also write the feature table as CSV here")
     parser.add_argument("--threads", type=int, required=True, help="torch threads (the rule's)")
+    parser.add_argument(
+        "--shard", type=_cli.shard_arg, metavar="I-of-K", help="only shard I of K (by image)"
+    )
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.shard and args.csv:
+        parser.error("--csv is for the gathered table, not a shard (gather_features.py --csv)")
+    return args
 
 
 def pick_device(accelerator: str) -> torch.device:
@@ -68,24 +77,36 @@ def pick_device(accelerator: str) -> torch.device:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
-    torch.set_num_threads(args.threads)  # what the scheduler gave, not every core of the node
+    _cli.set_torch_threads(args.threads)  # what the scheduler gave, not every core of the node
     try:
         device = pick_device(args.accelerator)
         table = read_table(args.table)
         located = table.assign(image_path=resolve_image_paths(table, args.table))
+        if args.shard:
+            shard, shards = args.shard
+            rows = shard_rows(located["image_path"], shards)[shard - 1]
+            log.info("shard %d of %d: %d of %d lesions", shard, shards, len(rows), len(table))
+            if not len(rows):
+                log.warning("shard %d has no lesions: more shards than images", shard)
+                write_feature_shard(args.out, rows, np.empty((0, 0), dtype=np.float32))
+                return 0
+            located = located.iloc[rows].reset_index(drop=True)
         backbone = load_backbone(
             args.backbone, None if args.random_init else args.weights, seed=args.seed
         )
         features = extract_features(
             backbone,
-            located,
+            full_batches(located, args.batch_size),  # the same features in any shard
             patch_size=args.patch_size,
             batch_size=args.batch_size,
             device=device,
             precision=args.precision,
             progress=args.progress,
-        )
-        outputs = {args.out: lambda tmp: write_features(tmp, table, features)}
+        )[: len(located)]
+        if args.shard:
+            outputs = {args.out: lambda tmp: write_feature_shard(tmp, rows, features)}
+        else:
+            outputs = {args.out: lambda tmp: write_features(tmp, table, features)}
         if args.csv is not None:
             outputs[args.csv] = lambda tmp: write_features(tmp, table, features, csv=True)
         write_outputs(outputs)  # both or neither

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from fmcib_core.data.seeding import derive_seed, global_rank
 from fmcib_core.io.predictions import with_probabilities
@@ -114,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
     # Float sums depend on the thread count: fix it, never inherit it from the environment.
-    torch.set_num_threads(args.threads)
+    _cli.set_torch_threads(args.threads, workers=args.num_workers)
     L.seed_everything(args.seed, workers=True)
     try:
         report = run(args)

@@ -32,12 +32,13 @@ from fmcib_core.optim import (
 from fmcib_core.train import build_trainer, last_checkpoint, read_step_metrics, resume_checkpoint
 from fmcib_core.train.ssl import NonFiniteLossError, build_ssl_module
 from fmcib_core.transforms import BatchedSSLViews, ssl_view_transform
-from workflow_scripts._cli import log_problems, setup_logging
+from workflow_scripts._cli import log_problems, set_torch_threads, setup_logging
 
 log = logging.getLogger("pretrain")
 # Arguments that say where things go or how fast, not what is trained: not in the run signature.
 OPTION_FLAGS = sorted({k for options in OPTIMIZER_OPTIONS.values() for k in options})
-NOT_SIGNED = ("work_dir", "out_checkpoint", "out_log", "num_workers", "progress", "verbose")
+NOT_SIGNED = ("work_dir", "out_checkpoint", "out_log", "num_workers", "threads", "progress",
+              "verbose")  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -65,7 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--nesterov", action="store_true", help="sgd")
     add("--beta1", type=float, help="adamw")
     add("--beta2", type=float, help="adamw")
-    add("--num-workers", type=int, required=True)
+    add("--num-workers", type=int, required=True, help="DataLoader workers per device")
+    add("--threads", type=int, required=True, help="the job's CPUs (the rule's threads)")
     add("--precision", choices=("32-true", "bf16-mixed", "16-mixed"), required=True)
     add("--negative-min-distance-mm", type=float, default=None)
     add("--augment-on", choices=("auto", "cpu", "device"), default="auto",
@@ -106,6 +108,8 @@ def run_signature(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
+    # Each rank's share of the job's CPUs, less its DataLoader workers' (they are counted in).
+    set_torch_threads(args.threads, workers=args.num_workers, processes=args.devices)
     try:
         table = read_cached_table(args.cache)
         global_batch = args.batch_size * args.devices

@@ -11,9 +11,12 @@ from typing import Any
 __all__ = [
     "BUILT_IN",
     "FEATURE_DIRS",
+    "FEATURE_SHARD",
+    "FEATURE_TABLE",
     "HANDCRAFTED_DIR",
     "LINEAR_EVAL_NAMES",
     "PRETRAINED",
+    "extract_features_paths",
     "feature_dirs",
     "feature_source",
     "feature_sources",
@@ -35,6 +38,10 @@ LINEAR_EVAL_NAMES = {
     HANDCRAFTED_DIR: "linear_eval_handcrafted",
 }
 PRETRAINED = "results/pretrain/model_weights.torch"
+# A backbone feature table, and one shard of it when extraction runs in several jobs
+# (features.shards; scatteritem is Snakemake's "I-of-K").
+FEATURE_TABLE = "results/{task}/{features}/{split}.parquet"
+FEATURE_SHARD = "results/{task}/{features}/shards/{split}_{scatteritem}.parquet"
 # Suffix of a task's extra patient-level linear evaluations (config linear_eval.patient_level).
 PATIENT_SUFFIX = "_patient"
 # Feature sources that no weights file makes: stability's `weights` of them is their name.
@@ -113,3 +120,14 @@ def feature_dirs(config: Config) -> list[str]:
     if config["features"]["handcrafted"]:
         dirs.append(HANDCRAFTED_DIR)
     return dirs
+
+
+def extract_features_paths(shards: int) -> dict[str, str]:
+    """Output, log and benchmark of an extract_features job: the feature table itself with one
+    shard (``features.shards: 1``), else one shard of it (wildcard ``scatteritem``)."""
+    job = "{task}_{features}_{split}" + ("_{scatteritem}" if shards > 1 else "")
+    return {
+        "output": FEATURE_SHARD if shards > 1 else FEATURE_TABLE,
+        "log": f"logs/extract_features/{job}.log",
+        "benchmark": f"results/benchmarks/extract_features/{job}.tsv",
+    }

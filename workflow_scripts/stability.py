@@ -21,8 +21,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from fmcib_core.eval.features import PRECISIONS, load_backbone
 from fmcib_core.eval.handcrafted import table_descriptors
 from fmcib_core.eval.linear import load_linear_model
@@ -119,7 +117,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     _cli.setup_logging(args.verbose)
-    torch.set_num_threads(args.threads)
+    _cli.set_torch_threads(args.threads)
     try:
         report = run(args)
         text = json.dumps(report, indent=2, allow_nan=False) + "\n"

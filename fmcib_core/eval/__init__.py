@@ -21,6 +21,7 @@ from fmcib_core.eval.linear import (
     prediction_table,
     save_linear_model,
 )
+from fmcib_core.eval.shards import gather_shards, shard_rows
 
 __all__ = [
     "PRECISIONS",
@@ -31,6 +32,7 @@ __all__ = [
     "extract_features",
     "features_of_patches",
     "fit_linear_eval",
+    "gather_shards",
     "get_features",
     "labels_from_table",
     "load_backbone",
@@ -38,4 +40,5 @@ __all__ = [
     "prefetch",
     "prediction_table",
     "save_linear_model",
+    "shard_rows",
 ]

@@ -5,9 +5,12 @@ from __future__ import annotations
 from fmcib_core.io.atomic import OutputError, atomic_path, write_outputs
 from fmcib_core.io.features import (
     FEATURE_PREFIX,
+    SHARD_ROW,
     FeatureTableError,
     feature_names,
+    read_feature_shard,
     read_features,
+    write_feature_shard,
     write_features,
 )
 from fmcib_core.io.images import ImageReadError, read_image
@@ -35,8 +38,11 @@ from fmcib_core.io.weights import (
 __all__ = [
     "FEATURE_PREFIX",
     "FeatureTableError",
+    "SHARD_ROW",
     "feature_names",
+    "read_feature_shard",
     "read_features",
+    "write_feature_shard",
     "write_features",
     "COORD_COLUMNS",
     "LABEL_SPECS",

@@ -4,6 +4,9 @@ A feature table holds the input table's columns unchanged, followed by ``pred_0`
 ``pred_{F-1}`` (docs/method.md section 6). The feature columns are found by counting the columns
 named with :data:`FEATURE_PREFIX` and comparing them with the names that count implies, never by
 pattern matching, so that a gap, a duplicate or a stray ``pred_`` column is an error.
+
+A feature shard (:func:`write_feature_shard`) holds the features of some of a table's rows, each
+with its row's position in the whole table, for extraction in several jobs.
 """
 
 from __future__ import annotations
@@ -19,11 +22,16 @@ __all__ = [
     "FEATURE_PREFIX",
     "FeatureTableError",
     "feature_names",
+    "SHARD_ROW",
+    "read_feature_shard",
     "read_features",
+    "write_feature_shard",
     "write_features",
 ]
 
 FEATURE_PREFIX = "pred_"
+# The first column of a feature shard: each row's position in the whole table.
+SHARD_ROW = "row"
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
@@ -110,6 +118,79 @@ def read_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, list[str]
     """
     path = Path(path)
     frame = _read_frame(path)
+    names = _feature_columns(path, frame)
+    X = frame[names].to_numpy(dtype=np.float32, na_value=np.nan)
+    return frame.drop(columns=names), X, names
+
+
+def write_feature_shard(path: str | Path, rows: np.ndarray, features: np.ndarray) -> None:
+    """Write one shard of a table's features: ``row`` (int64), then ``pred_0`` ... as float32.
+
+    ``row`` is each feature row's position in the whole table, which gathering puts it back at
+    (:func:`fmcib_core.eval.shards.gather_shards`). A shard without rows has no feature columns.
+    Parquet only; written through :func:`atomic_path`.
+
+    Args:
+        path: a ``.parquet`` (or ``.pq``) file.
+        rows: (n,) positions in the whole table.
+        features: (n, F) real array; F >= 1 unless n is 0.
+
+    Raises:
+        ValueError: shapes disagree, the features are not real numbers, or not a parquet name.
+    """
+    path = Path(path)
+    rows, features = np.asarray(rows), np.asarray(features)
+    if rows.ndim != 1 or features.ndim != 2 or len(rows) != len(features):
+        raise ValueError(
+            f"{path}: {rows.shape} row positions for features of shape {features.shape}; "
+            "expected (n,) and (n, F)"
+        )
+    if len(rows) and features.shape[1] < 1:
+        raise ValueError(f"{path}: a shard with rows needs F >= 1 features, got {features.shape}")
+    if not (np.issubdtype(rows.dtype, np.integer) or len(rows) == 0):
+        raise ValueError(f"{path}: row positions must be integers, got dtype {rows.dtype}")
+    if not (np.issubdtype(features.dtype, np.number) and not np.iscomplexobj(features)):
+        raise ValueError(f"{path}: features must be real numbers, got dtype {features.dtype}")
+    if path.suffix.lower() not in _PARQUET_SUFFIXES:
+        raise ValueError(f"{path}: a feature shard is parquet; use a .parquet name")
+    frame = pd.DataFrame(features.astype(np.float32), columns=feature_names(features.shape[1]))
+    frame.insert(0, SHARD_ROW, rows.astype(np.int64))
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, engine="pyarrow", index=False)
+
+
+def read_feature_shard(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Read a shard that :func:`write_feature_shard` wrote.
+
+    Returns:
+        ``(rows, features)``: (n,) int64 positions in the whole table and (n, F) float32
+        features (F is 0 for a shard without rows).
+
+    Raises:
+        FeatureTableError: the file is missing or unreadable, has no integer ``row`` column
+            first, or other columns than the feature columns after it (checked as
+            :func:`read_features` checks them).
+    """
+    path = Path(path)
+    frame = _read_frame(path)
+    if not len(frame.columns) or str(frame.columns[0]) != SHARD_ROW:
+        raise FeatureTableError(f"{path}: a feature shard starts with a '{SHARD_ROW}' column")
+    if not pd.api.types.is_integer_dtype(frame[SHARD_ROW].dtype):
+        raise FeatureTableError(
+            f"{path}: '{SHARD_ROW}' must hold integers, got {frame[SHARD_ROW].dtype}"
+        )
+    rows = frame[SHARD_ROW].to_numpy(dtype=np.int64)
+    if len(frame.columns) == 1 and not len(frame):
+        return rows, np.empty((0, 0), dtype=np.float32)
+    names = _feature_columns(path, frame)
+    if len(names) != len(frame.columns) - 1:
+        others = [str(c) for c in frame.columns[1:] if str(c) not in names]
+        raise FeatureTableError(f"{path}: a feature shard has other columns {others[:5]}")
+    return rows, frame[names].to_numpy(dtype=np.float32, na_value=np.nan)
+
+
+def _feature_columns(path: Path, frame: pd.DataFrame) -> list[str]:
+    """``frame``'s feature column names, checked as :func:`read_features` describes."""
     columns = [str(c) for c in frame.columns]
     positions = [i for i, c in enumerate(columns) if c.startswith(FEATURE_PREFIX)]
     if not positions:
@@ -133,8 +214,7 @@ def read_features(path: str | Path) -> tuple[pd.DataFrame, np.ndarray, list[str]
             f"{path}: feature columns must be float32 (float64 accepted); "
             f"{len(bad)} are not: {listed}"
         )
-    X = frame[names].to_numpy(dtype=np.float32, na_value=np.nan)
-    return frame.drop(columns=names), X, names
+    return names
 
 
 def _read_frame(path: Path) -> pd.DataFrame:

@@ -8,9 +8,12 @@ import pytest
 
 from fmcib_core.io.features import (
     FEATURE_PREFIX,
+    SHARD_ROW,
     FeatureTableError,
     feature_names,
+    read_feature_shard,
     read_features,
+    write_feature_shard,
     write_features,
 )
 
@@ -124,4 +127,51 @@ def test_write_rejects_bad_input_and_leaves_nothing(
 def test_write_rejects_text_features(tmp_path, table):
     with pytest.raises(ValueError, match="real numbers"):
         write_features(tmp_path / "f.parquet", table, np.array([["a"], ["b"], ["c"]]))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("n", [3, 0])
+def test_shard_round_trip(tmp_path, features, n):
+    rows = np.array([7, 2, 4])[:n]
+    shard = features[:n] if n else np.empty((0, 0))
+    write_feature_shard(tmp_path / "s.parquet", rows, shard)
+    got_rows, got = read_feature_shard(tmp_path / "s.parquet")
+    assert got_rows.dtype == np.int64 and got_rows.tolist() == rows.tolist()
+    assert got.dtype == np.float32 and got.shape == ((3, 4) if n else (0, 0))
+    np.testing.assert_array_equal(got, shard)
+    columns = pd.read_parquet(tmp_path / "s.parquet").columns.tolist()
+    assert columns == [SHARD_ROW, *feature_names(4 if n else 0)]
+    assert [p.name for p in tmp_path.iterdir()] == ["s.parquet"]
+
+
+@pytest.mark.parametrize(
+    "frame,message",
+    [
+        (pd.DataFrame({"pred_0": [1.0]}), "starts with a 'row' column"),
+        (pd.DataFrame({"row": [0.5], "pred_0": [1.0]}), "'row' must hold integers"),
+        (pd.DataFrame({"row": [0], "pred_0": [1.0], "case": ["a"]}), r"other columns \['case'\]"),
+        (pd.DataFrame({"row": [0], "pred_1": [1.0]}), "must be pred_0 ... pred_0"),
+        (pd.DataFrame({"row": [0]}), "no feature columns"),
+    ],
+)
+def test_bad_shard_names_file_and_column(tmp_path, frame, message):
+    path = tmp_path / "s.parquet"
+    frame.to_parquet(path, index=False)
+    with pytest.raises(FeatureTableError, match=message):
+        read_feature_shard(path)
+
+
+@pytest.mark.parametrize(
+    "name,rows,shard,message",
+    [
+        ("s.parquet", [0, 1], np.ones((3, 2)), "expected \\(n,\\) and \\(n, F\\)"),
+        ("s.parquet", [0], np.ones((1, 0)), "needs F >= 1"),
+        ("s.parquet", [0.0], np.ones((1, 2)), "must be integers"),
+        ("s.parquet", [0], np.array([["a"]]), "real numbers"),
+        ("s.csv", [0], np.ones((1, 2)), "use a .parquet name"),
+    ],
+)
+def test_write_shard_rejects_bad_input_and_leaves_nothing(tmp_path, name, rows, shard, message):
+    with pytest.raises(ValueError, match=message):
+        write_feature_shard(tmp_path / name, np.array(rows), shard)
     assert list(tmp_path.iterdir()) == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -206,6 +208,7 @@ CONSUMED = {
     ("features", "random_init_control"): "whether the random-init feature jobs exist",
     ("features", "csv"): "--csv beside the parquet (checked below)",
     ("features", "handcrafted"): "whether the handcrafted-descriptor jobs exist",
+    ("features", "shards"): "how many extract_features jobs each feature table has (--shard)",
     ("pretrain", "lars"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("stability", "enabled"): "whether the stability jobs exist",
@@ -266,3 +269,98 @@ def test_every_config_key_reaches_its_script(tmp_path: Path) -> None:
     assert [c for c in commands["cache_volumes"] if "--dtype float32" in c] == commands[
         "cache_volumes"
     ]
+
+
+def _jobs(out: str) -> list[dict]:
+    """Each job of a dry run with -p: its rule, wildcards, resources and shell command."""
+    jobs: list[dict] = []
+    for line in out.splitlines():
+        rule = re.match(r"(?:local)?rule (\w+):$", line)
+        if rule:
+            jobs.append({"rule": rule[1], "wildcards": {}, "resources": {}, "shell": ""})
+        elif jobs and line.startswith(("    wildcards: ", "    resources: ")):
+            key, _, values = line.strip().partition(": ")
+            jobs[-1][key] = dict(item.split("=", 1) for item in values.split(", "))
+        elif jobs and line.startswith("Shell command: "):
+            jobs[-1]["shell"] = line
+    return jobs
+
+
+def _dry_run(tmp_path: Path, *args: str, **config: object) -> list[dict]:
+    settings = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    for section, values in config.items():
+        settings[section] = {**settings[section], **values} if isinstance(values, dict) else values
+    (tmp_path / "dry.yaml").write_text(yaml.safe_dump(settings))
+    result = _snakemake("-n", "-p", "--cores", "8", "--configfile", str(tmp_path / "dry.yaml"),
+                        *args, cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    return _jobs(result.stdout + result.stderr)
+
+
+# The scripts that run torch: their rules must pass the job's CPUs on (tests/workflow_scripts/
+# test_cli.py checks that each of them sets torch's threads from --threads).
+TORCH_SCRIPTS = ("pretrain", "finetune", "extract_features", "stability", "export_weights")
+GPU_RULES = {"pretrain", "finetune", "extract_features", "stability"}
+
+
+def test_every_torch_rule_passes_its_threads(tmp_path: Path) -> None:
+    jobs = _dry_run(tmp_path, "--set-scatter", "features=2")
+    torch_jobs = [
+        job for job in jobs
+        if any(f"workflow_scripts/{name}.py " in job["shell"] for name in TORCH_SCRIPTS)
+    ]  # fmt: skip
+    assert {job["rule"] for job in torch_jobs} == {*GPU_RULES, "export_weights"}
+    for job in torch_jobs:
+        assert re.search(r" --threads [1-9]\d* ", job["shell"]), job["shell"]
+    pretrain = next(job for job in jobs if job["rule"] == "pretrain")
+    assert " --threads 2 " in pretrain["shell"]  # max(1, 1 worker) x 1 device + 1
+
+
+@pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
+def test_only_gpu_rules_ask_for_gpus_and_cpu_jobs_never(tmp_path: Path, accelerator) -> None:
+    jobs = _dry_run(tmp_path, "--set-scatter", "features=2", accelerator=accelerator)
+    for job in jobs:
+        if job["rule"] in GPU_RULES:
+            assert job["resources"]["gpu"] == ("1" if accelerator == "gpu" else "0"), job
+        else:  # handcrafted features, linear evaluation, gathering, ... never name a GPU
+            assert "gpu" not in job["resources"], job
+
+
+def _feature_jobs(jobs: list[dict], rule: str) -> dict[tuple[str, ...], list[dict]]:
+    tables: dict[tuple[str, ...], list[dict]] = {}
+    for job in (j for j in jobs if j["rule"] == rule):
+        wildcards = job["wildcards"]
+        key = tuple(wildcards[k] for k in ("task", "features", "split"))
+        tables.setdefault(key, []).append(job)
+    return tables
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "shards"),
+    [((), {"features": {"shards": 3}}, 3), (("--set-scatter", "features=2"), {}, 2)],
+)
+def test_sharded_features_are_shard_jobs_gathered_per_table(
+    tmp_path: Path, args: tuple, config: dict, shards: int
+) -> None:
+    whole = _dry_run(tmp_path)
+    assert not any(job["rule"] == "gather_features" for job in whole)
+    tables = _feature_jobs(whole, "extract_features")
+    jobs = _dry_run(tmp_path, *args, **config)
+    extract, gather = (
+        _feature_jobs(jobs, "extract_features"),
+        _feature_jobs(jobs, "gather_features"),
+    )
+    assert set(extract) == set(gather) == set(tables)
+    for table, shard_jobs in extract.items():
+        items = [job["wildcards"]["scatteritem"] for job in shard_jobs]
+        assert sorted(items) == [f"{i}-of-{shards}" for i in range(1, shards + 1)]
+        for job in shard_jobs:
+            item = job["wildcards"]["scatteritem"]
+            assert f" --shard {item} --threads " in job["shell"], job["shell"]
+        (gathering,) = gather[table]
+        assert gathering["shell"].count("/shards/") == shards
+        assert f" --out results/{table[0]}/{table[1]}/{table[2]}.parquet " in gathering["shell"]
+    count = Counter(job["rule"] for job in jobs)
+    assert (
+        count["handcrafted_features"] == Counter(j["rule"] for j in whole)["handcrafted_features"]
+    )

@@ -1,7 +1,9 @@
 """The workflow through profiles/slurm on a real one-node SLURM cluster that the test starts.
 
 Every job must go through sbatch (the controller lists it as COMPLETED under the run's job name,
-with the rule in its comment), and the targets must match a local run of the same config.
+with the rule in its comment), and the targets must match a local run of the same config. The
+SLURM run extracts each feature table in two shards (``--set-scatter features=2``): two SLURM
+jobs per table, gathered into the local, unsharded run's table, byte for byte.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ SNAKEMAKE = VENV_BIN / "snakemake"
 # linear_eval.json depends on pretraining, export, features of three splits and validation, so
 # equal JSONs mean every GPU-capable rule ran through sbatch to the same numbers as locally.
 TARGETS = ["results/validation/task2_val.json", "results/task2/linear_eval.json"]
+# Built on the way: the feature tables, by 2 shard jobs each on SLURM and 1 job each locally.
+FEATURE_TABLES = [f"results/task2/features/{split}.parquet" for split in ("train", "val", "test")]
+SHARDS = 2
 # Keys of JSON outputs whose values legitimately differ between two runs (timings).
 VOLATILE_KEYS: frozenset[str] = frozenset()
 # Merged into config/config.yaml (nested keys one by one) to make the demo small enough for a test:
@@ -152,6 +157,7 @@ def test_profile_runs_every_job_through_sbatch(slurm_cluster: SlurmCluster, tmp_
     assert status == 0, f"local run failed:\n{local_run.stderr}\n{_job_logs(local)}"
 
     args = ["--profile", str(PROFILE), "--configfile", str(config), *SLURM_TEST_ARGS]
+    args += ["--set-scatter", f"features={SHARDS}"]
     slurm_run = _snakemake(args, on_slurm, slurm_cluster.env)
     output = slurm_run.stdout + slurm_run.stderr
     context = f"{output}\n{_job_logs(on_slurm)}\n{slurm_cluster.logs()}"
@@ -167,10 +173,25 @@ def test_profile_runs_every_job_through_sbatch(slurm_cluster: SlurmCluster, tmp_
     submitted = Counter(_rule_of(comment) for _, comment, _ in states)
     assert submitted == _job_stats(output), context
 
-    for target in TARGETS:
+    for target in TARGETS + FEATURE_TABLES:
         assert _comparable(on_slurm / target, on_slurm) == _comparable(local / target, local), (
             f"{target} differs between the SLURM and the local run"
         )
+
+    # Each shard of each feature table was a SLURM job of its own.
+    shard_jobs: dict[str, set[tuple[str, str]]] = {}
+    for job_id, comment, _ in states:
+        if _rule_of(comment) == "extract_features":
+            table, _, item = comment.split("_wildcards_", 1)[1].rpartition("_")
+            shard_jobs.setdefault(table, set()).add((item, job_id))
+    for split in ("train", "val", "test"):
+        jobs_of_table = shard_jobs.get(f"task2_features_{split}", set())
+        assert sorted(item for item, _ in jobs_of_table) == [f"{i}-of-{SHARDS}" for i in (1, 2)], (
+            f"{split}: {sorted(jobs_of_table)}\n{context}"
+        )
+    job_ids = [job_id for jobs_of_table in shard_jobs.values() for _, job_id in jobs_of_table]
+    assert len(set(job_ids)) == len(job_ids) == 3 * SHARDS, shard_jobs
+    assert "gather_features" not in submitted and "localrule gather_features:" in output
 
 
 @pytest.mark.slurm

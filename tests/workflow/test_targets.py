@@ -221,3 +221,14 @@ def test_patient_level_evaluations_are_extra_jobs_of_their_tasks(demo_config: di
     assert sources.linear_eval_group(cfg, "task3", "linear_eval") is None
     cfg["linear_eval"]["group_by"] = "lesion_id"
     assert sources.linear_eval_group(cfg, "task2", "linear_eval") == "lesion_id"
+
+
+def test_extract_features_writes_the_table_or_one_shard_of_it() -> None:
+    whole = sources.extract_features_paths(1)
+    assert whole["output"] == sources.FEATURE_TABLE == "results/{task}/{features}/{split}.parquet"
+    assert whole["log"] == "logs/extract_features/{task}_{features}_{split}.log"
+    sharded = sources.extract_features_paths(3)
+    assert sharded["output"] == sources.FEATURE_SHARD
+    assert "{scatteritem}" in sharded["output"] and sharded["output"] != sources.FEATURE_TABLE
+    for key in ("log", "benchmark"):  # one per shard job
+        assert sharded[key] == whole[key].replace("{split}", "{split}_{scatteritem}")

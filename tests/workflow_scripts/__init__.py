@@ -25,7 +25,11 @@ SCRIPT_KEYS = {
 }
 NOT_PASSED = {"inits", "batch_size_random", "patient_level", "cache_dtype"}
 # Options the rules always pass that are no config keys: what a test run gets.
-RULE_OPTIONS = {"finetune": {"--threads": 1}, "extract_features": {"--threads": 1}}
+RULE_OPTIONS = {
+    "finetune": {"--threads": 1},
+    "extract_features": {"--threads": 1},
+    "pretrain": {"--threads": 1},
+}
 
 
 def _default(schema: dict, prop: dict) -> object:

@@ -244,15 +244,19 @@ def test_export_on_a_full_disk(scripts, pretrained, tmp_path, monkeypatch, capsy
 
 @pytest.mark.slow
 def test_ddp_on_two_cpu_processes_through_the_command_line(cache, tmp_path):
-    args = pretrain_args(cache, tmp_path, "--devices", "2", "--batch-size", "2")
+    # 6 CPUs less 1 DataLoader worker per rank: 2 torch threads per rank (Lightning's launcher
+    # would give each rank the node's CPUs / 2)
+    args = pretrain_args(cache, tmp_path, "--devices", "2", "--batch-size", "2", "--threads", "6")
     args[args.index("--num-workers") + 1] = "1"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = str(ROOT)
     result = subprocess.run(
         [sys.executable, str(SCRIPTS / "pretrain.py"), *with_schema_defaults("pretrain", args)],
         capture_output=True, encoding="utf-8", errors="replace", env=env, cwd=tmp_path, timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
+    assert result.stderr.count("torch threads: 2 intra-op, 2 inter-op") == 2  # each rank
     log = pd.read_csv(tmp_path / "log.csv")
     assert log["step"].tolist() == [0, 1]  # 8 lesions / (2 per device x 2 devices)
     assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4))
