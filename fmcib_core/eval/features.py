@@ -188,7 +188,8 @@ def extract_features(
         table: lesion table (``image_path``, ``coordX/Y/Z`` in LPS mm), at least one row.
         base_dir: folder relative image paths are relative to (else they must be absolute).
         patch_size: patch side S in 1 mm voxels (50 in the paper).
-        batch_size: patches per forward pass; does not change the features.
+        batch_size: patches per forward pass; changes the features only by float rounding
+            (about 1e-7: kernels depend on the batch shape, see ``fmcib_core.eval.shards``).
         device: where the forward pass runs (chosen by the caller; never probed here).
         precision: one of :data:`PRECISIONS`.
         progress: show a progress bar (one step per lesion).
