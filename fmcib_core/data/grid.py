@@ -18,7 +18,7 @@ A grid cache is a folder holding
 Windows equal ``sample_patch`` on the original file within float32 rounding for ``float32`` and
 within 0.5 HU (1.7e-4 normalised) for ``int16``. The disk cost is the grid's point count times 2
 (int16) or 4 (float32) bytes: about 96 MB in int16 for a 512 x 512 x 300 scan at 0.7 x 0.7 x
-1.25 mm (358 x 358 x 374 points), less than the raw int16 voxels (157 MB).
+1.25 mm (359 x 359 x 375 points), less than the raw int16 voxels (157 MB).
 """
 
 from __future__ import annotations
