@@ -19,6 +19,7 @@ from workflow_scripts.prepared import PREPARED, prepared_datasets
 from workflow_scripts.rule_args import (
     cli_flags,
     csv_flag,
+    feature_options,
     finetune_options,
     list_flag,
     pretrain_options,

@@ -36,7 +36,7 @@ rule extract_features:
             "" if SHARDED else csv_flag(output.features, config["features"]["csv"])
         ),
         opts=cli_flags(
-            {k: config["features"][k] for k in ("batch_size", "precision")}
+            feature_options(config)
             | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
         ),
     shell:

@@ -25,7 +25,7 @@ rule stability:
         sources=lambda wc: repeated_flag("source", stability_sources(config, wc.task)),
         opts=cli_flags(
             {k: v for k, v in config["stability"].items() if k != "enabled"}
-            | {k: config["features"][k] for k in ("batch_size", "precision")}
+            | feature_options(config)
             | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
         ),
     shell:

@@ -14,6 +14,7 @@ __all__ = [
     "PREPARE_INPUTS",
     "cli_flags",
     "csv_flag",
+    "feature_options",
     "finetune_options",
     "list_flag",
     "pretrain_options",
@@ -94,6 +95,17 @@ def finetune_options(config: Config, init: str) -> dict[str, Any]:
         "batch_size_random" if init == "random" else "batch_size"
     ]
     return {"bootstrap": config["linear_eval"]["bootstrap"], **options}
+
+
+# features.batch_size null: the batch that suits the accelerator (a GPU wants large batches).
+FEATURE_BATCH = {"cpu": 16, "gpu": 256}
+
+
+def feature_options(config: Config) -> dict[str, Any]:
+    """The feature scripts' ``--batch-size`` and ``--precision``; a null batch size is the
+    accelerator's (:data:`FEATURE_BATCH`)."""
+    batch = config["features"]["batch_size"] or FEATURE_BATCH[config["accelerator"]]
+    return {"batch_size": batch, "precision": config["features"]["precision"]}
 
 
 def pretrain_options(config: Config) -> dict[str, Any]:

@@ -133,6 +133,20 @@ def test_pretrain_options_flatten_the_chosen_optimizer_only(demo_config, optimiz
     assert f"--optimizer {optimizer}" in flags and "--base-lr" in flags
 
 
+@pytest.mark.parametrize(
+    ("accelerator", "batch_size", "expected"),
+    [("cpu", None, 16), ("gpu", None, 256), ("gpu", 7, 7), ("cpu", 300, 300)],
+)
+def test_feature_batch_size_defaults_to_the_accelerators(
+    demo_config, accelerator, batch_size, expected
+) -> None:
+    cfg = copy.deepcopy(demo_config)
+    cfg["accelerator"] = accelerator
+    cfg["features"]["batch_size"] = batch_size
+    options = rule_args.feature_options(cfg)
+    assert options == {"batch_size": expected, "precision": cfg["features"]["precision"]}
+
+
 def test_optimizer_sections_are_the_library_optimizers() -> None:
     from fmcib_core.optim import OPTIMIZER_OPTIONS
 
