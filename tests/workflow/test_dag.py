@@ -313,7 +313,7 @@ def test_every_torch_rule_passes_its_threads(tmp_path: Path) -> None:
     for job in torch_jobs:
         assert re.search(r" --threads [1-9]\d* ", job["shell"]), job["shell"]
     pretrain = next(job for job in jobs if job["rule"] == "pretrain")
-    assert " --threads 2 " in pretrain["shell"]  # max(1, 1 worker) x 1 device + 1
+    assert " --threads 2 " in pretrain["shell"]  # max(1, 0 workers) x 1 device + 1
 
 
 @pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
