@@ -39,7 +39,7 @@ from fmcib_core.data.patches import (
     sample_grid,
     window_bounds,
 )
-from fmcib_core.data.volume import Volume
+from fmcib_core.data.volume import Volume, read_cache_folder
 from fmcib_core.io.atomic import atomic_path
 
 __all__ = ["GRID_DTYPES", "GridVolume", "is_grid_cache", "write_grid_cache"]
@@ -109,18 +109,7 @@ class GridVolume:
         path = Path(path)
         if not is_grid_cache(path):
             raise FileNotFoundError(f"{path}: not a grid cache (no {_GEOMETRY} and {_VOXELS})")
-        meta = json.loads((path / _GEOMETRY).read_text())
-        if meta.get("format") != _FORMAT or meta.get("version") != _VERSION:
-            raise ValueError(
-                f"{path}: not a version-{_VERSION} grid cache (format {meta.get('format')!r}, "
-                f"version {meta.get('version')!r}); rebuild it"
-            )
-        array = np.load(path / _VOXELS, mmap_mode="r", allow_pickle=False)
-        if list(array.shape) != meta["shape_zyx"] or array.dtype.str != meta["dtype"]:
-            raise ValueError(
-                f"{path}: voxels {array.shape} {array.dtype.str} do not match {_GEOMETRY} "
-                f"{meta['shape_zyx']} {meta['dtype']}; rebuild the cache"
-            )
+        array, meta = read_cache_folder(path, _VOXELS, _GEOMETRY, _FORMAT, _VERSION)
         grid = GridGeometry(
             lo=np.array(meta["lo"]),
             n=np.array(meta["n"], dtype=np.int64),

@@ -161,19 +161,40 @@ def write_volume_cache(image: sitk.Image | Volume, path: str | Path) -> Path:
     return path
 
 
+def read_cache_folder(
+    path: Path, voxels: str, geometry: str, kind: str, version: int
+) -> tuple[np.ndarray, dict]:
+    """The memory-mapped voxels and the JSON of a cache folder, both checked.
+
+    Args:
+        path: the folder.
+        voxels, geometry: its ``.npy`` and ``.json`` file names.
+        kind: the expected ``format`` (e.g. ``fmcib-volume-cache``).
+        version: the expected ``version``.
+
+    Raises:
+        ValueError: another format or version, or voxels whose shape or dtype differ from the
+            JSON's ``shape_zyx`` and ``dtype`` (the message says to rebuild the cache).
+    """
+    meta = json.loads((path / geometry).read_text())
+    if meta.get("format") != kind or meta.get("version") != version:
+        raise ValueError(
+            f"{path}: not a version-{version} {kind} (format {meta.get('format')!r}, "
+            f"version {meta.get('version')!r}); rebuild it"
+        )
+    array = np.load(path / voxels, mmap_mode="r", allow_pickle=False)
+    if list(array.shape) != meta["shape_zyx"] or array.dtype.str != meta["dtype"]:
+        raise ValueError(
+            f"{path}: voxels {array.shape} {array.dtype.str} do not match {geometry} "
+            f"{meta['shape_zyx']} {meta['dtype']}; rebuild the cache"
+        )
+    return array, meta
+
+
 def _load_cache(path: Path) -> Volume:
-    geometry = json.loads((path / CACHE_GEOMETRY).read_text())
-    if geometry.get("format") != _CACHE_FORMAT or geometry.get("version") != _CACHE_VERSION:
-        raise ValueError(
-            f"{path}: not a version-{_CACHE_VERSION} volume cache "
-            f"(format {geometry.get('format')!r}, version {geometry.get('version')!r}); rebuild it"
-        )
-    array = np.load(path / CACHE_VOXELS, mmap_mode="r", allow_pickle=False)
-    if list(array.shape) != geometry["shape_zyx"] or array.dtype.str != geometry["dtype"]:
-        raise ValueError(
-            f"{path}: voxels {array.shape} {array.dtype.str} do not match geometry.json "
-            f"{geometry['shape_zyx']} {geometry['dtype']}; rebuild the cache"
-        )
+    array, geometry = read_cache_folder(
+        path, CACHE_VOXELS, CACHE_GEOMETRY, _CACHE_FORMAT, _CACHE_VERSION
+    )
     return Volume(
         array=array,
         origin=np.array(geometry["origin"]),
