@@ -37,6 +37,7 @@ rule extract_features:
         ),
         opts=cli_flags(
             feature_options(config)
+            | {"channels_last": config["features"]["channels_last"]}
             | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
         ),
     shell:

@@ -47,6 +47,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, required=True, help="seed of the random-init backbone")
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--precision", choices=PRECISIONS, required=True)
+    parser.add_argument("--channels-last", action="store_true", help="channels_last_3d layout")
     parser.add_argument("--out", type=Path, required=True, help="feature table (.parquet)")
     parser.add_argument("--csv", type=Path, help="also write the feature table as CSV here")
     parser.add_argument("--threads", type=int, required=True, help="torch threads (the rule's)")
@@ -101,6 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch_size=args.batch_size,
             device=device,
             precision=args.precision,
+            channels_last=args.channels_last,
             progress=args.progress,
         )[: len(located)]
         if args.shard:

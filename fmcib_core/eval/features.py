@@ -178,6 +178,7 @@ def extract_features(
     batch_size: int = 16,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    channels_last: bool = False,
     progress: bool = False,
 ) -> np.ndarray:
     """Backbone features of every lesion of ``table``, in table order.
@@ -192,6 +193,7 @@ def extract_features(
             (about 1e-7: kernels depend on the batch shape, see ``fmcib_core.eval.shards``).
         device: where the forward pass runs (chosen by the caller; never probed here).
         precision: one of :data:`PRECISIONS`.
+        channels_last: run in the ``channels_last_3d`` memory format (same features to 1e-5).
         progress: show a progress bar (one step per lesion).
 
     Returns:
@@ -213,6 +215,7 @@ def extract_features(
         batch_size=batch_size,
         device=device,
         precision=precision,
+        channels_last=channels_last,
     )
 
 

@@ -173,7 +173,7 @@ KEY_VALUES = {
         "num_workers": 2,
         "precision": "16-mixed",
     },
-    "features": {"batch_size": 21, "precision": "bf16", "csv": True},
+    "features": {"batch_size": 21, "precision": "bf16", "csv": True, "channels_last": True},
     "data_efficiency": {"fractions": [0.2, 0.7]},
     "stability": {"copies": 7, "sigma_mm": 2.5, "distribution": "uniform", "enabled": True},
     "linear_eval": {

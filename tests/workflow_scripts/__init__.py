@@ -18,7 +18,7 @@ TOP_LEVEL = ("backbone", "patch_size", "accelerator", "seed")
 SCRIPT_KEYS = {
     "pretrain": [(None, k) for k in TOP_LEVEL] + [("pretrain", None)],
     "extract_features": [(None, k) for k in TOP_LEVEL]
-    + [("features", "batch_size"), ("features", "precision")],
+    + [("features", "batch_size"), ("features", "precision"), ("features", "channels_last")],
     "finetune": [(None, k) for k in TOP_LEVEL] + [("finetune", None), ("linear_eval", "bootstrap")],
     "linear_eval": [(None, "seed"), ("linear_eval", None)],
     "data_efficiency": [(None, "seed"), ("linear_eval", None), ("data_efficiency", None)],

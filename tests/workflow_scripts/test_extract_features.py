@@ -90,6 +90,15 @@ def test_writes_parquet_and_csv(script, data, tmp_path):
     assert sorted(p.name for p in out.parent.iterdir()) == ["train.csv", "train.parquet"]
 
 
+def test_channels_last_gives_the_same_features(script, data, tmp_path):
+    plain, channels_last = tmp_path / "plain.parquet", tmp_path / "last.parquet"
+    assert script.main(argv(data, plain)) == 0
+    assert script.main(argv(data, channels_last, extra=("--channels-last",))) == 0
+    np.testing.assert_allclose(
+        read_features(channels_last)[1], read_features(plain)[1], rtol=1e-4, atol=1e-5
+    )
+
+
 def test_random_init_is_seeded(script, data, tmp_path):
     for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
         args = argv(data, tmp_path / f"{name}.parquet", "--random-init")
