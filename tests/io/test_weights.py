@@ -64,6 +64,25 @@ def test_published_layout_round_trip(tmp_path: Path) -> None:
     assert _leftovers(tmp_path) == []
 
 
+def test_zip_files_are_memory_mapped_and_legacy_files_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trunk = _tiny_state()
+    zipped = save_fmcib_weights(tmp_path / "new.torch", trunk)
+    legacy = tmp_path / "legacy.torch"
+    torch.save({"trunk_state_dict": trunk}, legacy, _use_new_zipfile_serialization=False)
+    calls, load = [], torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("mmap"))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "load", spy)
+    for path in (zipped, legacy):
+        _assert_same(load_weights(path).trunk, trunk)
+    assert calls == [True, False]
+
+
 def test_round_trip_with_head(tmp_path: Path) -> None:
     trunk = _tiny_state()
     head = task_head(2, 128).state_dict()
