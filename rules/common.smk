@@ -22,7 +22,10 @@ from workflow_scripts.rule_args import (
     feature_options,
     finetune_options,
     list_flag,
+    pretrain_launch,
     pretrain_options,
+    pretrain_resources,
+    pretrain_threads,
     prepare_options,
     repeated_flag,
     task_cli,
@@ -68,6 +71,12 @@ TABLES = table_paths(config)
 PREPARED_DIRS = prepared_datasets(config)
 ENV = "../envs/fmcib.yaml"
 GPU_RULE_GPUS = 1 if config["accelerator"] == "gpu" else 0
+# Pretraining: threads per process and its SLURM resources (nodes, tasks, GPUs), launcher-aware.
+try:
+    PRETRAIN_THREADS = pretrain_threads(config)
+    PRETRAIN_RESOURCES = pretrain_resources(config)
+except ValueError as err:
+    raise WorkflowError(str(err)) from None
 # Jobs per backbone feature table: features.shards, or a run's --set-scatter features=K.
 FEATURE_SHARDS = len(scatter.features("{scatteritem}"))
 # Every rule runs this checkout's fmcib_core, also in a conda env that holds only its

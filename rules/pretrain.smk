@@ -43,12 +43,16 @@ if "pretrain" in TABLES:
         priority: 100
         conda:
             ENV
-        threads: max(1, config["pretrain"]["num_workers"]) * config["pretrain"]["devices"] + 1
+        # per process: the one that starts every rank (launcher local) or one srun task
+        threads: PRETRAIN_THREADS
         resources:
+            **PRETRAIN_RESOURCES,
             mem_mb=config["resources"]["train_mem_mb"],
             runtime=config["resources"]["train_runtime"],
-            gpu=GPU_RULE_GPUS * config["pretrain"]["devices"],
         params:
+            launch=lambda wildcards, threads, resources: pretrain_launch(
+                config, threads, resources.get("mpi")
+            ),
             work_dir="results/pretrain/run",
             opts=cli_flags(
                 pretrain_options(config)
@@ -58,7 +62,8 @@ if "pretrain" in TABLES:
                 }
             ),
         shell:
-            "python {input.script:q} --cache {input.cache:q} --work-dir {params.work_dir:q}"
+            "{params.launch}python {input.script:q} --cache {input.cache:q}"
+            " --work-dir {params.work_dir:q}"
             " --out-checkpoint {output.checkpoint:q} --out-log {output.log_csv:q}"
             " {params.opts} --threads {threads} --progress 2> {log:q}"
 

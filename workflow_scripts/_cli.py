@@ -89,16 +89,21 @@ def torch_threads(threads: int, workers: int = 0, processes: int = 1) -> int:
     return max(1, (threads - workers * processes) // processes)
 
 
-def set_torch_threads(threads: int, *, workers: int = 0, processes: int = 1) -> int:
+def set_torch_threads(
+    threads: int, *, workers: int = 0, processes: int = 1, ddp: bool | None = None
+) -> int:
     """Fix this process's torch intra-op and inter-op threads to :func:`torch_threads`.
 
     Called first thing by every script that runs torch, with the rule's ``threads``, so that a
     job never uses every core of a shared node (or inherits ``OMP_NUM_THREADS``), and float sums
     follow the job's settings only. Torch fixes its inter-op threads once per process, before
-    any inter-op work: a second call with another count keeps the first and says so. With
-    several processes (DDP) it also sets ``OMP_NUM_THREADS``, which the ranks Lightning starts
-    inherit and without which Lightning's launcher would replace the count by the node's CPUs
-    per process.
+    any inter-op work: a second call with another count keeps the first and says so. In a DDP
+    rank (``ddp``; default: with several processes, which Lightning's launcher starts) it also
+    sets ``OMP_NUM_THREADS``: the ranks Lightning starts inherit it (without it the launcher
+    would replace the count by the node's CPUs per process), and torch reads it again during
+    training, so a rank that srun started must set it as well to compute what Lightning's ranks
+    do (measured: without it 2 srun ranks' loss differed from theirs in the 7th digit at
+    step 2, with it the weights are bitwise theirs).
 
     Returns:
         The threads set.
@@ -117,7 +122,7 @@ def set_torch_threads(threads: int, *, workers: int = 0, processes: int = 1) -> 
                 torch.get_num_interop_threads(),
                 n,
             )
-    if processes > 1:
+    if processes > 1 if ddp is None else ddp:
         os.environ["OMP_NUM_THREADS"] = str(n)
     log.info("torch threads: %d intra-op, %d inter-op", n, torch.get_num_interop_threads())
     return n

@@ -3,7 +3,9 @@
 Checkpoints every epoch into --work-dir and resumes from there when rerun with the same
 arguments (other arguments: the work dir is cleared). Rank 0 then copies the last checkpoint to
 --out-checkpoint and writes --out-log, one row per optimiser step: step, epoch, loss, lr.
-``--devices 2`` runs DDP (gloo on CPU): Lightning relaunches this script per extra device.
+``--devices 2`` runs DDP (gloo on CPU): with ``--launcher local`` Lightning relaunches this script
+per extra device; with ``--launcher srun`` srun has started it once per device on each of
+``--nodes`` nodes (SLURM's requeue signal then saves a checkpoint and requeues the job).
 On bad input: exit status 1, no outputs.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -38,7 +41,7 @@ log = logging.getLogger("pretrain")
 # Arguments that say where things go or how fast, not what is trained: not in the run signature.
 OPTION_FLAGS = sorted({k for options in OPTIMIZER_OPTIONS.values() for k in options})
 NOT_SIGNED = ("work_dir", "out_checkpoint", "out_log", "num_workers", "threads", "progress",
-              "verbose")  # fmt: skip
+              "verbose", "launcher")  # fmt: skip
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -55,7 +58,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--loss", choices=sorted(LOSSES), required=True)
     add("--temperature", type=float, required=True)
     add("--batch-size", type=int, required=True, help="per device")
-    add("--devices", type=int, required=True)
+    add("--devices", type=int, required=True, help="per node")
+    add("--nodes", type=int, required=True)
+    add("--launcher", choices=("local", "srun"), required=True, help="who starts the ranks")
     add("--epochs", type=int, required=True)
     add("--optimizer", choices=OPTIMIZERS, required=True, help="lars (paper) | sgd | adamw")
     add("--base-lr", type=float, required=True, help="lr = base_lr * global batch / 256")
@@ -67,7 +72,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("--beta1", type=float, help="adamw")
     add("--beta2", type=float, help="adamw")
     add("--num-workers", type=int, required=True, help="DataLoader workers per device")
-    add("--threads", type=int, required=True, help="the job's CPUs (the rule's threads)")
+    add("--threads", type=int, required=True, help="this process's CPUs (the rule's threads)")
     add("--precision", choices=("32-true", "bf16-mixed", "16-mixed"), required=True)
     add("--negative-min-distance-mm", type=float, default=None)
     add("--augment-on", choices=("auto", "cpu", "device"), default="auto",
@@ -99,6 +104,28 @@ def augment_on(args: argparse.Namespace) -> str:
     return "device" if args.accelerator == "gpu" else "cpu"
 
 
+def check_srun(args: argparse.Namespace) -> None:
+    """With ``--launcher srun``: srun started this process as one of nodes x devices tasks.
+
+    Raises:
+        ValueError: not started by srun, or by one for another number of tasks.
+    """
+    if args.launcher != "srun":
+        return
+    ranks, tasks = args.nodes * args.devices, os.environ.get("SLURM_NTASKS")
+    if tasks is None or "SLURM_PROCID" not in os.environ:
+        raise ValueError(
+            "--launcher srun: this process was not started by srun (no SLURM_NTASKS or "
+            f"SLURM_PROCID); run `srun --nodes={args.nodes} --ntasks-per-node={args.devices} "
+            "python pretrain.py ...` inside a SLURM allocation, or use --launcher local"
+        )
+    if int(tasks) != ranks:
+        raise ValueError(
+            f"--launcher srun: srun started {tasks} task(s), --nodes {args.nodes} x --devices "
+            f"{args.devices} needs {ranks}"
+        )
+
+
 def run_signature(args: argparse.Namespace) -> dict:
     signature = {k: str(v) for k, v in vars(args).items() if k not in NOT_SIGNED}
     signature["table_sha256"] = hashlib.sha256((args.cache / CACHE_TABLE).read_bytes()).hexdigest()
@@ -108,17 +135,22 @@ def run_signature(args: argparse.Namespace) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.verbose)
-    # Each rank's share of the job's CPUs, less its DataLoader workers' (they are counted in).
-    set_torch_threads(args.threads, workers=args.num_workers, processes=args.devices)
+    # Each rank's share of the process's CPUs, less its DataLoader workers' (they are counted
+    # in): under srun this process is one rank.
+    srun = args.launcher == "srun"
+    processes, ranks = (1 if srun else args.devices), args.devices * args.nodes
+    set_torch_threads(args.threads, workers=args.num_workers, processes=processes, ddp=ranks > 1)
     try:
+        check_srun(args)
         table = read_cached_table(args.cache)
-        global_batch = args.batch_size * args.devices
+        global_batch = args.batch_size * ranks
         if len(table) < global_batch:
             raise ValueError(
                 f"{args.cache}: {len(table)} lesion(s), fewer than one global batch of "
-                f"{global_batch} ({args.batch_size} x {args.devices} devices); lower --batch-size"
+                f"{global_batch} ({args.batch_size} x {args.devices} devices x {args.nodes} "
+                "nodes); lower --batch-size"
             )
-        steps = total_steps(len(table), args.batch_size, args.devices, args.epochs)
+        steps = total_steps(len(table), args.batch_size, ranks, args.epochs)
         lr, options = scaled_lr(args.base_lr, global_batch), optimizer_options(args)
         optimizer_factory(args.optimizer, lr, **options)  # names any option it does not take
         if not 0 <= args.warmup_steps < steps:
@@ -126,12 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--warmup-steps {args.warmup_steps}: must be >= 0 and below the run's {steps} "
                 "optimiser steps"
             )
-        resume = resume_checkpoint(args.work_dir, run_signature(args))
+        resume = resume_checkpoint(args.work_dir, run_signature(args), rank=global_rank())
         trainer = build_trainer(
             args.work_dir,
             max_epochs=args.epochs,
             accelerator=args.accelerator,
             devices=args.devices,
+            num_nodes=args.nodes,
+            srun=srun,
             precision=args.precision,
             seed=args.seed,  # seeds the model's initialisation below too
             progress_bar=args.progress,
@@ -155,6 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # bad table or cache, too few lesions, bad options
         log_problems(log, err)
         return 1
+    started = f"SLURM_PROCID {os.environ['SLURM_PROCID']}" if srun else "started by Lightning"
+    log.info("rank %d of %d (%s)", trainer.global_rank, trainer.world_size, started)
     log.info(
         "%d lesions, %d steps of %d lesions; %s at lr %g, %d warm-up steps; views on the %s",
         len(table), steps, global_batch, args.optimizer, lr, args.warmup_steps,

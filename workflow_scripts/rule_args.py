@@ -10,6 +10,7 @@ from typing import Any
 from fmcib_core.tasks import TASKS, Task
 
 __all__ = [
+    "LAUNCHERS",
     "OPTIMIZER_SECTIONS",
     "PREPARE_INPUTS",
     "cli_flags",
@@ -17,7 +18,10 @@ __all__ = [
     "feature_options",
     "finetune_options",
     "list_flag",
+    "pretrain_launch",
     "pretrain_options",
+    "pretrain_resources",
+    "pretrain_threads",
     "prepare_options",
     "repeated_flag",
     "task_cli",
@@ -34,6 +38,9 @@ PRETRAIN_RULE_KEYS = ("cache_dtype",)
 PREPARE_INPUTS = ("root", "clinical", "lidc_db")
 # Task tables a prepared dataset must produce: lung1's converter writes them only with --split.
 PREPARE_SPLIT = (0.5, 0.25, 0.25)
+# pretrain.launcher: who starts the DDP ranks. local: Lightning, inside the one process the rule
+# starts (one node); srun: the rule's command starts one task per device on every node.
+LAUNCHERS = ("local", "srun")
 Config = Mapping[str, Any]
 
 
@@ -131,3 +138,86 @@ def prepare_options(config: Config, dataset: str) -> str:
         split = entry.get("split") or PREPARE_SPLIT
         flags.append(list_flag("split", [str(v) for v in split]))
     return " ".join(f for f in flags if f)
+
+
+def _launch_settings(config: Config) -> tuple[str, int, int]:
+    """``(launcher, nodes, devices)`` of the pretraining, checked against each other.
+
+    Raises:
+        ValueError: several nodes without ``launcher: srun`` (Lightning's own launcher starts
+            processes on its node only), or ``srun`` for a single rank (the SLURM executor runs a
+            job through its own command only when it asks for more than one task).
+    """
+    pretrain = config["pretrain"]
+    launcher, nodes, devices = pretrain["launcher"], pretrain["nodes"], pretrain["devices"]
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"pretrain.launcher: {launcher!r} is none of {', '.join(LAUNCHERS)}")
+    if nodes > 1 and launcher != "srun":
+        raise ValueError(
+            f"pretrain.nodes: {nodes} nodes need pretrain.launcher: srun (Lightning's own "
+            "launcher starts the ranks of one node only)"
+        )
+    if launcher == "srun" and nodes * devices < 2:
+        raise ValueError(
+            "pretrain.launcher: srun starts one task per device and needs at least 2 (nodes x "
+            "devices); one device trains with launcher: local"
+        )
+    return launcher, nodes, devices
+
+
+def pretrain_threads(config: Config) -> int:
+    """The pretrain rule's ``threads``: the CPUs of one of its processes, workers counted in.
+
+    With ``launcher: local`` the one process holds every rank of the node and their DataLoader
+    workers: ``max(1, num_workers) x devices + 1``. With ``srun`` each task is one rank:
+    ``max(1, num_workers) + 1`` (SLURM gives every task that many CPUs).
+    """
+    launcher, _, devices = _launch_settings(config)
+    per_rank = max(1, config["pretrain"]["num_workers"])
+    return per_rank + 1 if launcher == "srun" else per_rank * devices + 1
+
+
+def pretrain_resources(config: Config) -> dict[str, Any]:
+    """The pretrain rule's resources besides memory and run time (the SLURM executor's names).
+
+    ``local``: ``gpu`` = devices with ``accelerator: gpu`` (``--gpus=N``), else 0: one task.
+    ``srun``: ``nodes`` (``--nodes``), the tasks (``tasks_per_node`` = devices, or ``tasks`` =
+    nodes where that would be 1: the executor wants more than one), ``mpi`` (the executor then
+    runs the rule's own command in the allocation, which starts the tasks: :func:`pretrain_launch`)
+    and, with ``accelerator: gpu``, ``gres: gpu:<devices>``, GPUs per node (``--gpus`` would be a
+    total, which SLURM may spread unevenly over the nodes).
+    """
+    launcher, nodes, devices = _launch_settings(config)
+    gpu = config["accelerator"] == "gpu"
+    if launcher == "local":
+        return {"gpu": devices if gpu else 0}
+    tasks = {"tasks_per_node": devices} if devices > 1 else {"tasks": nodes}
+    if gpu and devices == 1:
+        tasks["tasks_per_gpu"] = 1  # else the executor asks for --ntasks-per-gpu=<tasks>
+    resources: dict[str, Any] = {"nodes": nodes, **tasks, "mpi": "srun"}
+    if gpu:
+        resources["gres"] = f"gpu:{devices}"
+    return resources
+
+
+def pretrain_launch(config: Config, threads: int, mpi: str | None = None) -> str:
+    """What the pretrain rule's command starts with: nothing (``local``), or the ``srun`` line
+    that starts one task per device on every node with ``threads`` CPUs each (``srun``), ending
+    in a space so that the rule writes ``{params.launch}python``.
+
+    ``mpi`` is the job's ``mpi`` resource (``srun``, or the profile's own, e.g.
+    ``srun --mpi=pmix``). ``--kill-on-bad-exit`` ends every rank when one fails, rather than
+    leaving the others waiting in a collective until the time limit.
+    """
+    launcher, nodes, devices = _launch_settings(config)
+    if launcher == "local":
+        return ""
+    flags = [
+        f"--nodes={nodes}",
+        f"--ntasks-per-node={devices}",
+        f"--cpus-per-task={threads}",
+        "--kill-on-bad-exit=1",
+    ]
+    if config["accelerator"] == "gpu":
+        flags.append(f"--gres=gpu:{devices}")
+    return " ".join([mpi or "srun", *flags]) + " "

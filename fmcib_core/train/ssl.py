@@ -109,7 +109,7 @@ class SSLModule(L.LightningModule):
         return self.loss(*projections)
 
     def training_step(self, batch: Sequence[torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """One optimiser step's loss; logs ``loss`` (mean over devices) and ``lr`` every step.
+        """One optimiser step's loss; logs ``loss`` (mean over devices), ``lr`` and the step.
 
         Raises:
             NonFiniteLossError: the loss is NaN or infinite on some device (every device raises).
@@ -128,6 +128,12 @@ class SSLModule(L.LightningModule):
         self.log("loss", loss, on_step=True, prog_bar=True, sync_dist=True, batch_size=batch_size)
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
         self.log("lr", lr, on_step=True, prog_bar=True, batch_size=batch_size)
+        # The logs' step: the optimiser steps taken before this one. Lightning's own counter
+        # runs one ahead in a run resumed from a checkpoint saved mid-step (on SLURM's requeue
+        # signal), which would log every resumed step one place late. A logged step replaces
+        # Lightning's, which then leaves out the epoch it adds otherwise.
+        self.log("step", float(self.global_step), on_step=True, batch_size=batch_size)
+        self.log("epoch", float(self.current_epoch), on_step=True, batch_size=batch_size)
         return loss
 
     def configure_optimizers(self) -> dict:

@@ -4,11 +4,17 @@ A run's work folder holds::
 
     run.json                 the run's signature (its arguments), written at the start
     checkpoints/last.ckpt    model, optimiser, scheduler and loop state, rewritten every epoch
+    hpc_ckpt_N.ckpt          the same, mid-epoch, written by Lightning when SLURM signals a run
+                             that srun started (auto-requeue) before it requeues the job
     logs/csv/version_N/      CSVLogger metrics (one version per start or restart of the run)
     logs/tensorboard/...     TensorBoard events (when tensorboard is installed)
 
 :func:`resume_checkpoint` resumes only a run whose signature is the same, so a changed
 configuration never silently continues an old run.
+
+Who starts the DDP ranks is the caller's choice (``build_trainer(srun=...)``), never guessed from
+the environment: inside a SLURM job step Lightning would otherwise take the step's one task for
+the whole world and train ``devices=2`` as one process on half the data.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,11 @@ from typing import Any
 import lightning as L
 import pandas as pd
 from lightning.fabric.loggers.tensorboard import _TENSORBOARD_AVAILABLE
+from lightning.fabric.plugins.environments import (
+    ClusterEnvironment,
+    LightningEnvironment,
+    SLURMEnvironment,
+)
 from lightning.pytorch.callbacks import (
     Callback,
     LearningRateMonitor,
@@ -35,6 +47,7 @@ from fmcib_core.io.atomic import atomic_path
 
 __all__ = [
     "CHECKPOINT_DIR",
+    "HPC_CHECKPOINTS",
     "LAST_CHECKPOINT",
     "LOG_DIR",
     "SIGNATURE_FILE",
@@ -49,6 +62,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
+# Lightning's name for what it saves on SLURM's requeue signal, in the run's work folder.
+HPC_CHECKPOINTS = "hpc_ckpt_*.ckpt"
 LOG_DIR = "logs"
 SIGNATURE_FILE = "run.json"
 _CSV_NAME = "csv"
@@ -60,6 +75,8 @@ def build_trainer(
     max_epochs: int,
     accelerator: str = "cpu",
     devices: int = 1,
+    num_nodes: int = 1,
+    srun: bool = False,
     precision: str = "32-true",
     seed: int | None = None,
     log_every_n_steps: int = 1,
@@ -83,23 +100,41 @@ def build_trainer(
         work_dir: the run's work folder (created if needed).
         max_epochs: epochs of the whole run (a resumed run counts the epochs already done).
         accelerator: ``"cpu"``, ``"gpu"``, ... (chosen by the caller, never probed here).
-        devices: devices per node; more than one selects DDP (gloo on CPU, NCCL on GPU).
+        devices: devices per node; more than one (or several nodes) selects DDP (gloo on CPU,
+            NCCL on GPU).
+        num_nodes: nodes; more than one needs ``srun``.
+        srun: the ranks were started by ``srun``, one task per device on every node: SLURM's
+            environment gives each its rank (``SLURM_PROCID``), and on SLURM's requeue signal
+            (SIGUSR1, asked for with ``sbatch --signal=SIGUSR1@<seconds>``) Lightning saves
+            ``hpc_ckpt_N.ckpt`` and requeues the job (``SLURMEnvironment(auto_requeue=True)``).
+            False: Lightning starts the ranks of this node itself (``LightningEnvironment``), also
+            inside a SLURM job.
         precision: Lightning precision (``"32-true"``, ``"16-mixed"``, ``"bf16-mixed"``).
         seed: when given, ``seed_everything(seed, workers=True)`` here. Call it yourself before
             building the model if the model's initialisation must follow the seed too.
         log_every_n_steps: logging interval in optimiser steps.
-        sync_batchnorm: synchronise batch norm across devices; default: when ``devices > 1`` on
+        sync_batchnorm: synchronise batch norm across devices; default: with several ranks on
             GPUs (PyTorch's SyncBatchNorm has no CPU implementation, so CPU DDP, a test set-up,
             keeps per-process statistics).
-        strategy: Lightning strategy; default ``"ddp"`` when ``devices > 1`` else ``"auto"``.
+        strategy: Lightning strategy; default ``"ddp"`` with several ranks, else ``"auto"``.
         callbacks: extra callbacks, placed before the built-in ones.
         progress_bar: show a tqdm progress bar.
         deterministic: ask PyTorch for deterministic algorithms (slower on GPU; some 3D ops
             have no deterministic CUDA kernel: ``"warn"`` warns about those instead of failing).
         **trainer_kwargs: passed on to ``lightning.Trainer`` (e.g. ``limit_train_batches``).
+
+    Raises:
+        ValueError: a count below 1, or several nodes without ``srun``.
     """
-    if max_epochs < 1 or devices < 1:
-        raise ValueError(f"need max_epochs >= 1 and devices >= 1, got {max_epochs}, {devices}")
+    if min(max_epochs, devices, num_nodes) < 1:
+        raise ValueError(
+            f"need max_epochs, devices and num_nodes >= 1, got {max_epochs}, {devices}, {num_nodes}"
+        )
+    if num_nodes > 1 and not srun:
+        raise ValueError(
+            f"num_nodes={num_nodes} needs srun=True: Lightning starts the ranks of one node only"
+        )
+    ranks = devices * num_nodes
     if seed is not None:
         L.seed_everything(seed, workers=True)
     work_dir = Path(work_dir)
@@ -124,9 +159,11 @@ def build_trainer(
         max_epochs=max_epochs,
         accelerator=accelerator,
         devices=devices,
+        num_nodes=num_nodes,
+        plugins=[_cluster_environment(srun)],
         precision=precision,
-        strategy=strategy or ("ddp" if devices > 1 else "auto"),
-        sync_batchnorm=_default_sync(sync_batchnorm, accelerator, devices),
+        strategy=strategy or ("ddp" if ranks > 1 else "auto"),
+        sync_batchnorm=_default_sync(sync_batchnorm, accelerator, ranks),
         callbacks=[*callbacks, *built_in],
         logger=_loggers(work_dir / LOG_DIR),
         log_every_n_steps=log_every_n_steps,
@@ -138,10 +175,15 @@ def build_trainer(
     )
 
 
-def _default_sync(sync_batchnorm: bool | None, accelerator: str, devices: int) -> bool:
+def _default_sync(sync_batchnorm: bool | None, accelerator: str, ranks: int) -> bool:
     if sync_batchnorm is not None:
         return sync_batchnorm
-    return devices > 1 and accelerator != "cpu"
+    return ranks > 1 and accelerator != "cpu"
+
+
+def _cluster_environment(srun: bool) -> ClusterEnvironment:
+    # SLURMEnvironment checks srun's variables when built: only under srun.
+    return SLURMEnvironment(auto_requeue=True) if srun else LightningEnvironment()
 
 
 def _loggers(log_dir: Path) -> list[Logger]:
@@ -156,33 +198,56 @@ def last_checkpoint(work_dir: str | Path) -> Path:
     return Path(work_dir) / CHECKPOINT_DIR / LAST_CHECKPOINT
 
 
-def resume_checkpoint(work_dir: str | Path, signature: Mapping[str, Any]) -> Path | None:
+def resume_checkpoint(
+    work_dir: str | Path,
+    signature: Mapping[str, Any],
+    *,
+    rank: int = 0,
+    wait_s: float = 600.0,
+) -> Path | None:
     """The checkpoint to resume from, or None to start fresh; records ``signature``.
 
-    Resumes from ``work_dir/checkpoints/last.ckpt`` only when ``work_dir/run.json`` holds the
-    same signature. A different or unreadable signature means another run: its checkpoints and
+    Resumes only when ``work_dir/run.json`` holds the same signature, from the newest of
+    ``checkpoints/last.ckpt`` (end of an epoch) and the ``hpc_ckpt_N.ckpt`` that Lightning saves
+    on SLURM's requeue signal (mid-epoch); older requeue checkpoints of the run are deleted. A
+    different or unreadable signature means another run: its checkpoints (requeue ones too) and
     logs are deleted (with a warning) and the new signature is written before training starts.
-    Under DDP call it in every process before ``fit``: rank 0 does the clean-up before the other
-    ranks are launched, and they then find the signature already written.
+
+    Under DDP call it in every process before ``fit``. Rank 0 alone deletes and writes; another
+    rank waits until ``run.json`` holds its signature (at once when Lightning launched it after
+    rank 0 got here; ranks that srun starts together wait for rank 0), then picks the same
+    checkpoint.
 
     Args:
         work_dir: the run's work folder.
         signature: everything that defines the run (JSON-serialisable), not where outputs go.
+        rank: this process's global rank.
+        wait_s: how long a rank other than 0 waits for rank 0's ``run.json``.
 
     Returns:
-        ``last.ckpt`` when resuming, else None.
+        The checkpoint when resuming, else None.
+
+    Raises:
+        TimeoutError: rank > 0, and ``run.json`` did not get its signature within ``wait_s``.
     """
     work_dir = Path(work_dir)
     wanted = json.loads(json.dumps(dict(signature), sort_keys=True))
     signature_file = work_dir / SIGNATURE_FILE
-    checkpoint = last_checkpoint(work_dir)
+    if rank > 0:
+        deadline = time.monotonic() + wait_s
+        while _read_signature(signature_file) != wanted:
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"rank {rank}: {signature_file} did not get this run's signature from rank 0 "
+                    f"within {wait_s:.0f} s"
+                )
+            time.sleep(0.2)
+        return _newest_checkpoint(work_dir, clean=False)
     recorded = _read_signature(signature_file)
     if recorded == wanted:
-        if checkpoint.is_file():
-            log.info("resuming the run in %s from %s", work_dir, checkpoint)
-            return checkpoint
-        return None
+        return _newest_checkpoint(work_dir, clean=True)
     stale = [p for p in (work_dir / CHECKPOINT_DIR, work_dir / LOG_DIR) if p.exists()]
+    stale += sorted(work_dir.glob(HPC_CHECKPOINTS))
     if stale:
         changed = _changed_keys(recorded, wanted)
         log.warning(
@@ -192,11 +257,31 @@ def resume_checkpoint(work_dir: str | Path, signature: Mapping[str, Any]) -> Pat
             ", ".join(str(p) for p in stale),
         )
         for path in stale:
-            shutil.rmtree(path)
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     work_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(signature_file) as tmp:
         tmp.write_text(json.dumps(wanted, indent=2, sort_keys=True) + "\n")
     return None
+
+
+def _newest_checkpoint(work_dir: Path, clean: bool) -> Path | None:
+    """The newest of ``last.ckpt`` and the requeue checkpoints; ``clean`` deletes the older
+    requeue checkpoints (earlier states of the same run)."""
+    found = {}
+    for path in [last_checkpoint(work_dir), *work_dir.glob(HPC_CHECKPOINTS)]:
+        try:
+            found[path] = path.stat().st_mtime_ns
+        except FileNotFoundError:  # rank 0 deleted an older requeue checkpoint just now
+            continue
+    if not found:
+        return None
+    newest = max(found, key=found.__getitem__)
+    if clean:
+        for path in found:
+            if path != newest and path != last_checkpoint(work_dir):
+                path.unlink(missing_ok=True)
+    log.info("resuming the run in %s from %s", work_dir, newest)
+    return newest
 
 
 def _read_signature(path: Path) -> dict[str, Any] | None:

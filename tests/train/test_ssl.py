@@ -22,7 +22,7 @@ from fmcib_core.losses import build_loss
 from fmcib_core.models import backbone_output_dim, build_backbone, projection_head
 from fmcib_core.optim import LARS, cosine_per_step
 from fmcib_core.train.ssl import NonFiniteLossError, SSLModule, build_ssl_module
-from fmcib_core.train.trainer import build_trainer
+from fmcib_core.train.trainer import build_trainer, read_step_metrics, resume_checkpoint
 from fmcib_core.transforms import BatchedSSLViews
 from fmcib_core.transforms.augment import ssl_view_transform
 from tests.train import write_lesion_table
@@ -168,3 +168,47 @@ def test_on_device_augmentation_turns_two_windows_into_four_views(cache, tmp_pat
     trainer = build_trainer(tmp_path, max_epochs=1, limit_train_batches=2, progress_bar=False)
     trainer.fit(ssl, ssl_dataloader(raw, BATCH, num_workers=0))
     assert np.isfinite(trainer.callback_metrics["loss"].item())
+
+
+class Killed(RuntimeError):
+    """The job's end (a requeue) in the middle of a run."""
+
+
+class RequeueSignal(L.Callback):
+    """At optimiser step ``at``, what SLURM's requeue signal makes Lightning do: save a
+    checkpoint in the middle of the step (the step then runs on and is logged); the job ends
+    as the next step starts."""
+
+    def __init__(self, at: int, path: Path) -> None:
+        self.at, self.path = at, path
+
+    def on_before_backward(self, trainer, pl_module, loss) -> None:
+        if trainer.global_step == self.at:
+            trainer.save_checkpoint(self.path)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.at + 1:
+            raise Killed
+
+
+def test_a_run_resumed_from_a_mid_step_checkpoint_logs_each_step_once(cache, tmp_path):
+    def fit(work_dir: Path, *callbacks: L.Callback) -> L.Trainer:
+        L.seed_everything(0, workers=True)
+        ssl = build_ssl_module(BACKBONE, lr=0.1, total_steps=4)  # 2 epochs of 2 steps
+        resume = resume_checkpoint(work_dir, {"run": 1})
+        trainer = build_trainer(work_dir, max_epochs=2, callbacks=callbacks, progress_bar=False)
+        trainer.fit(ssl, loader(cache), ckpt_path=resume)
+        return trainer
+
+    whole = read_step_metrics(fit(tmp_path / "whole").default_root_dir, ["loss", "lr"])
+    run = tmp_path / "requeued"
+    with pytest.raises(Killed):  # the first step of the second epoch, like the SLURM test's
+        fit(run, RequeueSignal(at=2, path=run / "hpc_ckpt_1.ckpt"))
+    assert resume_checkpoint(run, {"run": 1}) == run / "hpc_ckpt_1.ckpt"  # newer than last.ckpt
+    assert fit(run).global_step == 4
+    metrics = read_step_metrics(run, ["loss", "lr"])
+    # Lightning's own step counter would log the resumed steps as 3 and 4, after a step 2 whose
+    # update the checkpoint does not hold: 5 rows for 4 steps
+    assert metrics["step"].tolist() == [0, 1, 2, 3]
+    assert metrics["epoch"].tolist() == [0, 0, 1, 1]
+    assert metrics["lr"].tolist() == pytest.approx(whole["lr"].tolist())

@@ -153,6 +153,8 @@ KEY_VALUES = {
         "temperature": 0.37,
         "batch_size": 7,
         "devices": 3,
+        "nodes": 2,
+        "launcher": "srun",
         "epochs": 11,
         "optimizer": "sgd",
         "warmup_steps": 4,
@@ -295,6 +297,49 @@ def _dry_run(tmp_path: Path, *args: str, **config: object) -> list[dict]:
                         *args, cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     return _jobs(result.stdout + result.stderr)
+
+
+# config/paper.yaml through profiles/slurm: as it is (2 GPUs in one job, Lightning starts the
+# ranks), and with its documented 2 nodes x 4 GPUs alternative (one srun task per GPU). 8
+# DataLoader workers per GPU: threads 8 x 2 + 1 for the one process, 8 + 1 for each task.
+PAPER_LAUNCHES = [
+    ({}, {"gpu": "2"}, "python "),
+    (
+        {"devices": 4, "nodes": 2, "launcher": "srun"},
+        {"nodes": "2", "tasks_per_node": "4", "mpi": "srun", "gres": "gpu:4"},
+        "srun --nodes=2 --ntasks-per-node=4 --cpus-per-task=9 --kill-on-bad-exit=1 --gres=gpu:4 "
+        "python ",
+    ),
+]
+LAUNCH_RESOURCES = {"gpu", "nodes", "tasks", "tasks_per_node", "tasks_per_gpu", "mpi", "gres"}
+
+
+@pytest.mark.parametrize(("pretrain", "resources", "launch"), PAPER_LAUNCHES)
+def test_slurm_dry_run_of_the_paper_config_shows_what_pretraining_asks_for(
+    tmp_path: Path, pretrain: dict, resources: dict, launch: str
+) -> None:
+    demo = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    # the demo's tables instead of the paper config's REPLACE_ME placeholders
+    overlay = {"demo": demo["demo"], "tables": demo["tables"], "pretrain": pretrain}
+    (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    # A dry run counts 1 core unless told more; a SLURM run caps no job's threads.
+    result = _snakemake(
+        "results/pretrain/model_weights.torch", "-n", "-p", "--cores", "256",
+        "--profile", str(ROOT / "profiles/slurm"),
+        "--configfile", str(ROOT / "config/paper.yaml"), str(tmp_path / "overlay.yaml"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    (job,) = [job for job in _jobs(out) if job["rule"] == "pretrain"]
+    assert {k: v for k, v in job["resources"].items() if k in LAUNCH_RESOURCES} == resources
+    threads = 9 if "srun" in launch else 17
+    command = job["shell"].removeprefix("Shell command: ")
+    assert command.startswith(launch), command
+    ranks = pretrain.get("devices", 2), pretrain.get("nodes", 1), pretrain.get("launcher", "local")
+    for flag in (f"--devices {ranks[0]} ", f"--nodes {ranks[1]} ", f"--launcher {ranks[2]} ",
+                 f"--threads {threads} ", "--batch-size 32 "):  # fmt: skip
+        assert flag in command, command
 
 
 # The scripts that run torch: their rules must pass the job's CPUs on (tests/workflow_scripts/

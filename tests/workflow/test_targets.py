@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,70 @@ def test_optimizer_sections_are_the_library_optimizers() -> None:
         section = pretrain[name]["properties"]
         assert set(section) == {"base_lr", *options}
         assert {k: section[k]["default"] for k in options} == options
+
+
+def launch_config(demo_config: dict, accelerator: str, **pretrain) -> dict:
+    cfg = copy.deepcopy(demo_config)
+    cfg["accelerator"] = accelerator
+    cfg["pretrain"].update(num_workers=3, **pretrain)
+    return cfg
+
+
+# (accelerator, launcher, nodes, devices) -> (threads, resources, launch line); 3 workers per rank.
+LAUNCHES = [
+    (("cpu", "local", 1, 1), (4, {"gpu": 0}, "")),
+    (("gpu", "local", 1, 2), (7, {"gpu": 2}, "")),
+    (
+        ("cpu", "srun", 1, 2),
+        (4, {"nodes": 1, "tasks_per_node": 2, "mpi": "srun"},
+         "srun --nodes=1 --ntasks-per-node=2 --cpus-per-task=4 --kill-on-bad-exit=1 "),
+    ),
+    (
+        ("gpu", "srun", 2, 4),
+        (4, {"nodes": 2, "tasks_per_node": 4, "mpi": "srun", "gres": "gpu:4"},
+         "srun --nodes=2 --ntasks-per-node=4 --cpus-per-task=4 --kill-on-bad-exit=1 "
+         "--gres=gpu:4 "),
+    ),
+    (  # one task per node: the executor wants tasks_per_node > 1, so tasks = nodes
+        ("gpu", "srun", 3, 1),
+        (4, {"nodes": 3, "tasks": 3, "tasks_per_gpu": 1, "mpi": "srun", "gres": "gpu:1"},
+         "srun --nodes=3 --ntasks-per-node=1 --cpus-per-task=4 --kill-on-bad-exit=1 "
+         "--gres=gpu:1 "),
+    ),
+    (
+        ("cpu", "srun", 2, 1),
+        (4, {"nodes": 2, "tasks": 2, "mpi": "srun"},
+         "srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=4 --kill-on-bad-exit=1 "),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("settings", "expected"), LAUNCHES)
+def test_pretrain_threads_resources_and_launch_line(demo_config, settings, expected) -> None:
+    accelerator, launcher, nodes, devices = settings
+    cfg = launch_config(demo_config, accelerator, launcher=launcher, nodes=nodes, devices=devices)
+    threads, resources, launch = expected
+    assert rule_args.pretrain_threads(cfg) == threads
+    assert rule_args.pretrain_resources(cfg) == resources
+    assert rule_args.pretrain_launch(cfg, threads) == launch
+    # the job's mpi resource (a profile may set its own) starts the line
+    if launcher == "srun":
+        line = rule_args.pretrain_launch(cfg, threads, "srun --mpi=pmix")
+        assert line == launch.replace("srun", "srun --mpi=pmix", 1)
+
+
+@pytest.mark.parametrize(
+    ("pretrain", "message"),
+    [
+        ({"nodes": 2, "devices": 2}, "pretrain.nodes: 2 nodes need pretrain.launcher: srun"),
+        ({"launcher": "srun", "devices": 1}, "needs at least 2 (nodes x devices)"),
+    ],
+)
+def test_pretrain_launch_settings_that_cannot_run_name_the_keys(demo_config, pretrain, message):
+    cfg = launch_config(demo_config, "cpu", **pretrain)
+    for function in (rule_args.pretrain_threads, rule_args.pretrain_resources):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            function(cfg)
 
 
 def custom(demo_config: dict, **entry) -> dict:

@@ -67,11 +67,15 @@ def test_set_torch_threads_sets_intra_and_inter_op_threads_once():
 
 
 def test_set_torch_threads_in_process_leaves_omp_alone_for_one_process(monkeypatch, caplog):
-    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "9")  # records the variable's state, restored after
+    monkeypatch.delenv("OMP_NUM_THREADS")
     with caplog.at_level(logging.WARNING):
         assert _cli.set_torch_threads(3, workers=1) == 2
     assert torch.get_num_threads() == 2
     assert "OMP_NUM_THREADS" not in os.environ
+    # a DDP rank that srun started: one process, but a rank like Lightning's, which inherit it
+    assert _cli.set_torch_threads(3, workers=1, ddp=True) == 2
+    assert os.environ["OMP_NUM_THREADS"] == "2"
 
 
 COMMON = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -242,26 +243,95 @@ def test_export_on_a_full_disk(scripts, pretrained, tmp_path, monkeypatch, capsy
     assert sorted(tmp_path.iterdir()) == []
 
 
-@pytest.mark.slow
-def test_ddp_on_two_cpu_processes_through_the_command_line(cache, tmp_path):
+def _script_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env = {k: v for k, v in env.items() if not k.startswith(("SLURM_", "MASTER_"))}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ddp_args(cache: Path, folder: Path, *extra: str) -> list[str]:
+    args = pretrain_args(cache, folder, "--devices", "2", "--batch-size", "2", *extra)
+    args[args.index("--num-workers") + 1] = "1"
+    return [sys.executable, str(SCRIPTS / "pretrain.py"), *with_schema_defaults("pretrain", args)]
+
+
+@pytest.fixture(scope="module")
+def ddp_local(cache, tmp_path_factory) -> tuple[Path, str]:
+    """A 2-process CPU DDP run that Lightning launches: its folder and its stderr."""
+    folder = tmp_path_factory.mktemp("ddp_local")
     # 6 CPUs less 1 DataLoader worker per rank: 2 torch threads per rank (Lightning's launcher
     # would give each rank the node's CPUs / 2)
-    args = pretrain_args(cache, tmp_path, "--devices", "2", "--batch-size", "2", "--threads", "6")
-    args[args.index("--num-workers") + 1] = "1"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["PYTHONPATH"] = str(ROOT)
     result = subprocess.run(
-        [sys.executable, str(SCRIPTS / "pretrain.py"), *with_schema_defaults("pretrain", args)],
-        capture_output=True, encoding="utf-8", errors="replace", env=env, cwd=tmp_path, timeout=300,
+        _ddp_args(cache, folder, "--threads", "6"),
+        capture_output=True, encoding="utf-8", errors="replace", env=_script_env(), cwd=folder,
+        timeout=300,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stderr
-    assert result.stderr.count("torch threads: 2 intra-op, 2 inter-op") == 2  # each rank
-    log = pd.read_csv(tmp_path / "log.csv")
+    return folder, result.stderr
+
+
+@pytest.mark.slow
+def test_ddp_on_two_cpu_processes_through_the_command_line(ddp_local):
+    folder, stderr = ddp_local
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in stderr
+    assert stderr.count("torch threads: 2 intra-op, 2 inter-op") == 2  # each rank
+    assert "rank 1 of 2 (started by Lightning)" in stderr
+    log = pd.read_csv(folder / "log.csv")
     assert log["step"].tolist() == [0, 1]  # 8 lesions / (2 per device x 2 devices)
     assert log["lr"].iloc[0] == pytest.approx(scaled_lr(0.3, 4))
-    checkpoint = torch.load(tmp_path / "ssl.ckpt", map_location="cpu", weights_only=True)
+    checkpoint = torch.load(folder / "ssl.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 2
+
+
+@pytest.mark.slow
+def test_ranks_that_srun_starts_train_as_lightnings_do(ddp_local, cache, tmp_path):
+    # Two processes with the variables srun gives its 2 tasks on one node (SLURM 22.05); 3 CPUs
+    # per task less its worker: 2 torch threads, as each of Lightning's ranks has above, so that
+    # float sums match. gloo sums the 2 ranks' gradients, a + b = b + a: the same numbers.
+    args = _ddp_args(cache, tmp_path, "--threads", "3", "--launcher", "srun")
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1",
+             "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_JOB_ID": "4242",
+             "SLURM_JOB_NAME": "pretrain", "MASTER_ADDR": "127.0.0.1",
+             "MASTER_PORT": str(_free_port())}  # fmt: skip
+    logs = [tmp_path / f"rank{rank}.err" for rank in (0, 1)]
+    ranks = []
+    for rank, log_file in enumerate(logs):
+        env = _script_env(**slurm, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank))
+        with open(log_file, "w") as err:
+            ranks.append(subprocess.Popen(args, stderr=err, env=env, cwd=tmp_path))
+    codes = [process.wait(timeout=300) for process in ranks]
+    stderr = [log_file.read_text(errors="replace") for log_file in logs]
+    assert codes == [0, 0], "\n".join(text[-3000:] for text in stderr)
+    for rank, text in enumerate(stderr):
+        assert f"rank {rank} of 2 (SLURM_PROCID {rank})" in text
+        assert "torch threads: 2 intra-op, 2 inter-op" in text
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in stderr[1]
+    assert "SLURM auto-requeueing enabled" in stderr[0]
+    local, _ = ddp_local
+    ours, theirs = (pd.read_csv(folder / "log.csv") for folder in (tmp_path, local))
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=True)
+    ours, theirs = (
+        torch.load(folder / "ssl.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+        for folder in (tmp_path, local)
+    )
+    assert ours.keys() == theirs.keys()
+    for key in ours:
+        assert torch.equal(ours[key], theirs[key]), key
+
+
+def test_srun_launch_outside_srun_fails_saying_how_to_start_it(scripts, cache, tmp_path, capsys):
+    args = pretrain_args(cache, tmp_path, "--devices", "2", "--batch-size", "2")
+    assert scripts["pretrain"].main([*args, "--launcher", "srun", "--nodes", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--launcher srun: this process was not started by srun" in err
+    assert "srun --nodes=2 --ntasks-per-node=2 python pretrain.py" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_pretrain_augments_on_the_device_when_asked(scripts, cache, tmp_path, capsys):
