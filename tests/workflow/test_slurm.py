@@ -3,7 +3,9 @@
 Every job must go through sbatch (the controller lists it as COMPLETED under the run's job name,
 with the rule in its comment), and the targets must match a local run of the same config. The
 SLURM run extracts each feature table in two shards (``--set-scatter features=2``): two SLURM
-jobs per table, gathered into the local, unsharded run's table, byte for byte.
+jobs per table, gathered into the local, unsharded run's table, byte for byte. A second run
+pretrains with ``launcher: srun``: two DDP ranks that srun starts inside one SLURM job, to the
+numbers of Lightning's own two ranks in a local run.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pytest
+import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -85,18 +89,19 @@ def _merged(base: dict, override: dict) -> dict:
     return out
 
 
-def _tiny_config(folder: Path) -> Path:
+def _tiny_config(folder: Path, override: dict | None = None, name: str = "tiny") -> Path:
     config = _merged(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()), TINY)
-    path = folder / "tiny.yaml"
+    config = _merged(config, override or {})
+    path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
 def _snakemake(
-    args: list[str], workdir: Path, env: dict[str, str]
+    args: list[str], workdir: Path, env: dict[str, str], targets: list[str] = TARGETS
 ) -> subprocess.CompletedProcess[str]:
     # Targets first: options such as --configfile take every word that follows them.
-    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), str(SNAKEMAKE), *TARGETS]
+    cmd = ["timeout", "-k", "10", str(RUN_LIMIT_S), str(SNAKEMAKE), *targets]
     cmd += ["--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *args]
     # Rules call `python`: the venv's, in the jobs too (sbatch --export=ALL passes PATH on).
     env = dict(env, PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}")
@@ -202,3 +207,94 @@ def test_gpu_rules_can_be_scheduled(slurm_cluster: SlurmCluster, tmp_path: Path)
         "sbatch", "--wait", "--gpus=1", f"--output={out}", "--wrap", "echo $CUDA_VISIBLE_DEVICES"
     )
     assert out.read_text().strip() == "0"
+
+
+# Pretraining on 2 CPU ranks (gloo), 1 DataLoader worker each. Locally the rule's one process
+# gets threads 1 x 2 + 1 = 3, capped by --cores 2: Lightning's 2 ranks get max(1, (2 - 2) // 2)
+# = 1 torch thread each. With srun each task would get 1 + 1 = 2 CPUs; the test node declares
+# the machine's CPUs (2 here), so each task gets 1 (SRUN_THREADS), less its worker: 1 torch
+# thread too. Equal thread counts, the same seed, and gloo's sums of 2 ranks' gradients
+# (a + b = b + a): the two runs must agree bit for bit, which
+# tests/workflow_scripts/test_pretrain.py also finds for 2 ranks started by hand.
+DDP = {"pretrain": {"devices": 2, "num_workers": 1}}
+SRUN_THREADS = ["--set-threads", "pretrain=1"]
+PRETRAIN_OUTPUTS = ["results/pretrain/ssl_log.csv", "results/pretrain/ssl_final.ckpt"]
+# What the SLURM run takes from the local run instead of making it again: the demo data, its
+# validation reports and the volume cache (copied with their times: up to date), so that
+# pretraining is its one SLURM job.
+PRETRAIN_INPUTS = ["resources", "results/validation"]
+# The requeue signal as README "SLURM" has the profile ask for it (the job ends long before).
+SIGNAL = {"set-resources": {"pretrain": {"slurm_extra": "'--signal=SIGUSR1@90'"}}}
+
+
+def _profile_with(folder: Path, settings: dict) -> Path:
+    """A copy of profiles/slurm with ``settings`` added, in ``folder/profile``."""
+    profile = yaml.safe_load((PROFILE / "config.yaml").read_text()) | settings
+    (folder / "profile").mkdir()
+    (folder / "profile" / "config.yaml").write_text(yaml.safe_dump(profile))
+    return folder / "profile"
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+@pytest.mark.timeout(2 * RUN_LIMIT_S + 600)
+def test_srun_starts_the_ddp_ranks_inside_one_job(slurm_cluster: SlurmCluster, tmp_path: Path):
+    local, on_slurm = tmp_path / "local", tmp_path / "slurm"
+    config = _tiny_config(tmp_path, DDP, "ddp")
+    local_run = _snakemake(
+        ["--cores", "2", "--configfile", str(config)], local, dict(os.environ), PRETRAIN_OUTPUTS
+    )
+    assert local_run.returncode == 0, f"local run failed:\n{local_run.stderr}\n{_job_logs(local)}"
+    assert "rank 1 of 2 (started by Lightning)" in (local / "logs/pretrain.log").read_text()
+    for folder in PRETRAIN_INPUTS:
+        shutil.copytree(local / folder, on_slurm / folder, symlinks=True)
+
+    srun = _tiny_config(tmp_path, _merged(DDP, {"pretrain": {"launcher": "srun"}}), "srun")
+    profile = _profile_with(tmp_path, SIGNAL)
+    args = ["--profile", str(profile), "--configfile", str(srun), *SLURM_TEST_ARGS, *SRUN_THREADS]
+    slurm_run = _snakemake(args, on_slurm, slurm_cluster.env, PRETRAIN_OUTPUTS)
+    output = slurm_run.stdout + slurm_run.stderr
+    context = f"{output}\n{_job_logs(on_slurm)}\n{slurm_cluster.logs()}"
+    assert slurm_run.returncode == 0, f"SLURM run failed:\n{context}"
+    launch = "srun --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 --kill-on-bad-exit=1 python "
+    assert launch in output, context
+    assert "mpi=srun, slurm_extra=--signal=SIGUSR1@90" in output, context  # sbatch took it
+    run_id = re.search(r"SLURM run ID: (\S+)", output)
+    assert run_id, f"the run did not use the SLURM executor:\n{context}"
+    jobs = [job for job in slurm_cluster.jobs() if job["JobName"] == run_id.group(1)]
+    assert [_rule_of(job["Comment"]) for job in jobs] == ["pretrain"], context
+    (job,) = jobs
+    assert job["JobState"] == "COMPLETED", context
+    assert (job["NumTasks"], job["NumCPUs"]) == ("2", "2"), job  # 2 tasks x 1 CPU
+
+    log = (on_slurm / "logs/pretrain.log").read_text()
+    for rank in (0, 1):  # each rank is an srun task, not a process Lightning started
+        assert f"rank {rank} of 2 (SLURM_PROCID {rank})" in log, log[-3000:]
+    assert "SLURM auto-requeueing enabled" in log
+    steps = pd.read_csv(on_slurm / PRETRAIN_OUTPUTS[0])
+    assert len(steps) >= 2, steps  # a step after the first update is compared too
+    assert (on_slurm / PRETRAIN_OUTPUTS[0]).read_bytes() == (
+        local / PRETRAIN_OUTPUTS[0]
+    ).read_bytes()
+    ours, theirs = (
+        torch.load(folder / PRETRAIN_OUTPUTS[1], map_location="cpu", weights_only=True)
+        for folder in (on_slurm, local)
+    )
+    assert ours["global_step"] == theirs["global_step"] == len(steps)
+    assert ours["state_dict"].keys() == theirs["state_dict"].keys()
+    for key, tensor in ours["state_dict"].items():
+        assert torch.equal(tensor, theirs["state_dict"][key]), f"{key} differs"
+
+    # A job killed after its last checkpoint and run again (Snakemake's retries): both ranks
+    # resume from the work folder's last.ckpt, take no step, and write the same outputs.
+    first_log = (on_slurm / PRETRAIN_OUTPUTS[0]).read_bytes()
+    for target in PRETRAIN_OUTPUTS:
+        (on_slurm / target).unlink()
+    rerun = _snakemake(args, on_slurm, slurm_cluster.env, PRETRAIN_OUTPUTS)
+    context = f"{rerun.stdout}{rerun.stderr}\n{_job_logs(on_slurm)}\n{slurm_cluster.logs()}"
+    assert rerun.returncode == 0, f"SLURM rerun failed:\n{context}"
+    log = (on_slurm / "logs/pretrain.log").read_text()
+    assert log.count("resuming the run in results/pretrain/run from ") == 2, log[-3000:]
+    assert (on_slurm / PRETRAIN_OUTPUTS[0]).read_bytes() == first_log
+    resumed = torch.load(on_slurm / PRETRAIN_OUTPUTS[1], map_location="cpu", weights_only=True)
+    assert resumed["global_step"] == len(steps)
