@@ -11,9 +11,7 @@ one axis at a time; oblique ones with ``scipy.ndimage.map_coordinates`` on the n
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -300,14 +298,11 @@ def iter_patches(
     size: int = 50,
     *,
     progress: bool = False,
-    read_ahead: int = 0,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row position, patch)`` for every row, reading each image once.
 
     Rows are grouped by image (images in order of first appearance, rows in table order within an
-    image). With ``read_ahead`` 0 only one volume is in memory at a time; with k > 0 the next k
-    images are read in background threads while the current one is sampled (image decoding
-    releases the GIL; the first k + 1 are read at once), so up to k + 1 volumes are in memory.
+    image), so only one volume is in memory at a time.
 
     Args:
         table: a lesion table with ``image_path`` and ``coordX/Y/Z`` (LPS mm).
@@ -315,7 +310,6 @@ def iter_patches(
             absolute.
         size: the patch side, as in ``sample_patch``.
         progress: show a tqdm bar (one step per lesion).
-        read_ahead: images read ahead of the one being sampled.
 
     Yields:
         The row's position (0-based, in table order) and its (1, size, size, size) float32 patch.
@@ -328,18 +322,10 @@ def iter_patches(
         raise ValueError(f"table lacks column(s) {missing}; lesion tables need image_path + coords")
     paths = _absolute_paths(table, base_dir).to_numpy()
     seeds = table[list(COORD_COLUMNS)].to_numpy(dtype=np.float64)
-    if read_ahead < 0:
-        raise ValueError(f"read_ahead must be >= 0; got {read_ahead}")
-    groups = list(pd.Series(np.arange(len(table))).groupby(paths, sort=False))
-    bar = tqdm(total=len(table), disable=not progress, unit="lesion")
-    with bar, ThreadPoolExecutor(read_ahead + 1) as pool:
-        # The first k + 1 images are read at once; then one more each time one is taken.
-        ahead = read_ahead + 1 if read_ahead else 0
-        loading = deque(pool.submit(Volume.load, path) for path, _ in groups[:ahead])
-        for i, (path, rows) in enumerate(groups):
-            volume = loading.popleft().result() if ahead else Volume.load(path)
-            if ahead and i + ahead < len(groups):
-                loading.append(pool.submit(Volume.load, groups[i + ahead][0]))
+    groups = pd.Series(np.arange(len(table))).groupby(paths, sort=False)
+    with tqdm(total=len(table), disable=not progress, unit="lesion") as bar:
+        for path, rows in groups:
+            volume = Volume.load(path)
             for row in rows.to_numpy():
                 try:
                     patch = sample_patch(volume, seeds[row], size)

@@ -5,10 +5,9 @@ The backbone runs in eval mode under ``torch.inference_mode`` on batches of patc
 in memory at a time), so memory stays flat in the number of lesions. The random-init control of
 the paper is a backbone built under its own seed, without touching the global random state.
 
-Reading and sampling run in a background thread (:func:`prefetch`) while the forward pass runs,
-with the next scan decoded in another one (``iter_patches(read_ahead=1)``): image decoding
-(SimpleITK) and numpy release the GIL, so reading overlaps the forward pass instead of waiting
-in turn. :func:`get_features` starts reading
+Reading and sampling run in a background thread (:func:`prefetch`) while the forward pass runs:
+image decoding (SimpleITK) and numpy release the GIL, so reading the next scan overlaps the
+forward pass of the current one instead of waiting in turn. :func:`get_features` starts reading
 before it loads the weights, and a trained backbone is built on the meta device and then takes
 the file's tensors, so no random 184 M-parameter initialisation is computed only to be
 overwritten. ``benchmarks/features.py`` measures both against the forward pass alone.
@@ -47,7 +46,6 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PREFETCH_PATCHES = 64  # patches read ahead: ~32 MB at 50^3, more than one batch of 16 or 32
-_READ_AHEAD = 1  # scans decoded ahead of the one being sampled (two at once at the start)
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 """``fp32``: plain float32. ``bf16``: the forward pass under bfloat16 autocast, features cast
@@ -207,8 +205,7 @@ def extract_features(
     """
     _check_options(table, batch_size, precision)
     patches = prefetch(
-        iter_patches(table, base_dir, patch_size, progress=progress, read_ahead=_READ_AHEAD),
-        _PREFETCH_PATCHES,
+        iter_patches(table, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
     return features_of_patches(
         backbone,
@@ -320,8 +317,7 @@ def get_features(
     _check_options(table, batch_size, precision)
     # Reading starts now, so that the first scans are decoded while the weights load.
     patches = prefetch(
-        iter_patches(located, base_dir, patch_size, progress=progress, read_ahead=_READ_AHEAD),
-        _PREFETCH_PATCHES,
+        iter_patches(located, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
     model = load_backbone(backbone, weights, seed=seed)
     features = features_of_patches(

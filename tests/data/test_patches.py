@@ -292,26 +292,6 @@ def test_extract_patches_table_order_and_one_read_per_image(lesion_table, monkey
     np.testing.assert_array_equal(patches, _expected(table, path.parent))
 
 
-@pytest.mark.parametrize("read_ahead", [1, 2, 5])
-def test_reading_ahead_gives_the_same_patches_and_reads_each_image_once(
-    lesion_table, monkeypatch, read_ahead
-):
-    path, table = lesion_table
-    located = table.assign(image_path=[str(path.parent / p) for p in table["image_path"]])
-    order = [row for row, _ in iter_patches(located, size=16)]
-    reads = []
-    real = volume_module.read_image
-    monkeypatch.setattr(volume_module, "read_image", lambda p: reads.append(p) or real(p))
-    got = list(iter_patches(located, size=16, read_ahead=read_ahead))
-    assert [row for row, _ in got] == order
-    assert sorted(map(str, reads)) == [str(path.parent / f"imgs/{n}.mha") for n in "abc"]
-    expected = _expected(table, path.parent)
-    for row, patch in got:
-        np.testing.assert_array_equal(patch, expected[row])
-    with pytest.raises(ValueError, match="read_ahead"):
-        next(iter_patches(located, size=16, read_ahead=-1))
-
-
 def test_extract_patches_reads_parquet(lesion_table, tmp_path):
     path, table = lesion_table
     table.to_parquet(tmp_path / "lesions.parquet")
