@@ -92,7 +92,7 @@ COMMON = [
 # (script, arguments, torch threads expected from --threads 5)
 TORCH_SCRIPTS = [
     ("extract_features", ["--table", "absent.csv", "--random-init", "--out", "f.parquet",
-                          *COMMON], 5),
+                          "--batch-size", "2", *COMMON], 5),
     ("stability", ["--task", "2", "--table", "absent.csv", "--source", "a", "random-init",
                    "m.npz", "--copies", "2", "--sigma-mm", "1", "--distribution", "normal",
                    "--batch-size", "2", "--precision", "fp32", "--out", "s.json", *COMMON], 5),

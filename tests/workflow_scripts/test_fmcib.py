@@ -117,13 +117,16 @@ def test_bad_input_is_one_line_and_exit_1(demo: Path, tmp_path: Path) -> None:
 
 def test_defaults_are_the_schemas() -> None:
     from workflow_scripts.fmcib import DEFAULTS
+    from workflow_scripts.rule_args import FEATURE_BATCH
 
     props = yaml.safe_load((ROOT / "schemas/config.schema.yaml").read_text())["properties"]
     assert DEFAULTS == {
         "backbone": props["backbone"]["default"],
         "patch_size": props["patch_size"]["default"],
         "seed": props["seed"]["default"],
-        "batch_size": props["features"]["properties"]["batch_size"]["default"],
+        # null in the schema: the accelerator's; the command runs where it is called (a CPU)
+        "batch_size": props["features"]["properties"]["batch_size"]["default"]
+        or FEATURE_BATCH["cpu"],
         "precision": props["features"]["properties"]["precision"]["default"],
         **{
             k: props["linear_eval"]["properties"][k]["default"]
