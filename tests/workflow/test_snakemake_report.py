@@ -1,15 +1,14 @@
 """Snakemake's own report: ``snakemake --report report.zip`` holds the figures with captions.
 
 The captions (``rules/report/*.rst``, Jinja templates of reStructuredText) are rendered here as
-Snakemake renders them, for the demo, the paper's and a custom-task config. Then a tiny real run,
-limited to Task 2 and the random initialisation (about 3-4 minutes on 2 cores, instead of the
-whole DAG of test_run.py), is followed by ``snakemake --report report.zip``, and the zip is
-opened: the comparison table, the ROC figure and the SSL curves with their captions.
+Snakemake renders them, for the demo, the paper's and a custom-task config. Then the tiny real
+run that test_run.py checks (the session's ``run_dir``, tests/workflow/conftest.py) is followed by
+``snakemake --report report.zip``, and the zip is opened: the comparison table, the ROC figures
+and the SSL curves with their captions.
 """
 
 from __future__ import annotations
 
-import json
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -19,16 +18,15 @@ import yaml
 from docutils.core import publish_parts
 from jinja2 import Environment
 
-from tests.workflow.test_run import _copy_checkout, _snakemake
+from tests.workflow.test_run import _snakemake
 
-# Its module-scoped tiny run counts against the first test that uses it: more than 600 s.
+# The session's tiny run counts against the first test that uses it (when run alone): > 600 s.
 pytestmark = pytest.mark.timeout(1800)
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTIONS = ROOT / "rules" / "report"
-# Merged over the tiny run's configs: one task, one fine-tuning.
-ONE_TASK = {"tasks": [2], "finetune": {"inits": ["random"]}}
 RUN_TIMEOUT_S = 1500
+TASKS = ("task1", "task2", "task3")
 
 
 def _config(name: str, **changes: object) -> dict:
@@ -66,16 +64,11 @@ def test_captions_render_for_the_demo_the_paper_and_a_custom_task():
 
 
 @pytest.fixture(scope="module")
-def report_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A checkout copy after a tiny run of Task 2 and ``snakemake --report report.zip``."""
-    workdir = _copy_checkout(tmp_path_factory.mktemp("report_run") / "fmcib-workflow")
-    (workdir / "one_task.yaml").write_text(json.dumps(ONE_TASK))
-    configs = ("one_task.yaml",)
-    result = _snakemake(workdir, "all", configs=configs, timeout=RUN_TIMEOUT_S)
+def report_run(run_dir: Path) -> Path:
+    """The finished tiny run's checkout after ``snakemake --report report.zip``."""
+    result = _snakemake(run_dir, "--report", "report.zip", timeout=300)
     assert result.returncode == 0, result.stderr[-6000:]
-    result = _snakemake(workdir, "--report", "report.zip", configs=configs, timeout=300)
-    assert result.returncode == 0, result.stderr[-6000:]
-    return workdir
+    return run_dir
 
 
 @pytest.mark.slow
@@ -86,17 +79,20 @@ def test_report_zip_holds_the_figures_with_their_captions(report_run: Path) -> N
         files = {Path(n).name: archive.read(n) for n in names if "/data/raw/" in n}
         page = archive.read("report/report.html").decode("utf-8")
     assert "report/report.html" in names
-    assert sorted(files) == ["comparison.html", "ssl_curves.png", "task2.png"]
+    assert sorted(files) == ["comparison.html", "ssl_curves.png", *(f"{t}.png" for t in TASKS)]
     results = report_run / "results" / "report"
-    assert files["task2.png"] == (results / "roc" / "task2.png").read_bytes()
+    for task in TASKS:
+        assert files[f"{task}.png"] == (results / "roc" / f"{task}.png").read_bytes()
+        assert files[f"{task}.png"].startswith(b"\x89PNG")
     assert files["ssl_curves.png"] == (results / "ssl" / "ssl_curves.png").read_bytes()
-    assert files["task2.png"].startswith(b"\x89PNG") and files["ssl_curves.png"][:4] == b"\x89PNG"
+    assert files["ssl_curves.png"].startswith(b"\x89PNG")
     table = files["comparison.html"].decode("utf-8")
-    # One row per model of Task 2: linear (foundation, random-init control), fine-tuned random.
-    assert table.count("<tr><td>2 (malignancy)</td>") == 4
+    # One row per model of Task 2: linear (foundation, random-init control, handcrafted),
+    # fine-tuned (random, supervised, foundation init).
+    assert table.count("<tr><td>2 (malignancy)</td>") == 6
     for caption in (
         "Test-set results of every model, task by task",  # comparison.rst
-        "ROC curves of task2",  # roc.rst, with the pattern's wildcard
+        *(f"ROC curves of {t}" for t in TASKS),  # roc.rst, with the pattern's wildcard
         "Self-supervised pretraining</strong> of the foundation model",  # ssl.rst
         "Settings of this run",  # workflow.rst, the report: directive
         "embedded synthetic demo",
@@ -111,7 +107,7 @@ def test_report_zip_holds_the_figures_with_their_captions(report_run: Path) -> N
 @pytest.mark.timeout(RUN_TIMEOUT_S + 300)
 def test_the_report_rule_writes_the_parts_beside_the_page(report_run: Path) -> None:
     results = report_run / "results" / "report"
-    assert sorted(p.name for p in (results / "roc").glob("*.png")) == ["task2.png"]
+    assert sorted(p.name for p in (results / "roc").glob("*.png")) == [f"{t}.png" for t in TASKS]
     page = (results / "report.html").read_text(encoding="utf-8")
-    assert page.count("<tr><td>2 (malignancy)</td>") == 4  # 3 linear evaluations, 1 fine-tuning
+    assert page.count("<tr><td>2 (malignancy)</td>") == 6  # 3 linear evaluations, 3 fine-tunings
     assert (results / "comparison.html").is_file()
