@@ -15,7 +15,9 @@ if config["demo"]:
             "results/benchmarks/make_demo_data.tsv"
         conda:
             ENV
-        threads: 1
+        # Every other job waits for the demo data: its cases are made in 2 processes (fewer when
+        # --cores is 1; --set-threads make_demo_data=N for more).
+        threads: 2
         resources:
             mem_mb=config["resources"]["cpu_mem_mb"],
             runtime=config["resources"]["cpu_runtime"],
@@ -23,7 +25,8 @@ if config["demo"]:
             out_dir=lambda wc, output: os.path.dirname(output.tables[0]),
             opts=cli_flags({k: v for k, v in config["demo"].items() if k != "out_dir"}),
         shell:
-            "python {input.script:q} --out {params.out_dir:q} {params.opts} 2> {log:q}"
+            "python {input.script:q} --out {params.out_dir:q} {params.opts}"
+            " --threads {threads} 2> {log:q}"
 
 
 rule validate_table:

@@ -1,7 +1,7 @@
 """Write the synthetic CT demo data set (volumes and lesion tables of all tasks) into a new folder.
 
 Usage: python workflow_scripts/make_demo_data.py --out DIR [--seed N] [--scale demo|medium|full]
-[--n-cases N] [--n-pretrain-cases N] [-v]
+[--n-cases N] [--n-pretrain-cases N] [--threads N] [-v]
 
 Everything is generated in a temporary sibling of DIR that is renamed to DIR at the end, so a
 failed or interrupted run leaves no DIR behind. DIR must not exist yet (or be an empty folder).
@@ -31,6 +31,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--n-pretrain-cases", type=int, help="pretraining-only cases (>= 1); default 1.25 x n-cases"
     )
+    parser.add_argument(
+        "--threads", type=int, default=1, help="processes making cases side by side (>= 1)"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
     return parser.parse_args(argv)
 
@@ -50,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 scale=args.scale,
                 n_cases=args.n_cases,
                 n_pretrain_cases=args.n_pretrain_cases,
+                workers=args.threads,
                 progress=sys.stderr.isatty(),
             )
     except ValueError as err:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +39,7 @@ _PRETRAIN_CASES_PER_LABELLED = 1.25
 
 
 def _make_case(
-    index: int, seed: int, spec: _ScaleSpec, width: int, images: Path, *, pretrain: bool = False
+    index: int, pretrain: bool, *, seed: int, spec: _ScaleSpec, width: int, images: Path
 ) -> list[dict]:
     """Generate, render and write one case; return its lesions' table rows.
 
@@ -72,6 +75,26 @@ def _make_case(
         }
         for j, lesion in enumerate(lesions)
     ]
+
+
+class _InProcess:
+    """The executor interface of ``workers=1``: cases made here, one after the other."""
+
+    def __enter__(self) -> _InProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    map = staticmethod(map)
+
+
+def _case_pool(workers: int) -> ProcessPoolExecutor | _InProcess:
+    """Processes for the cases; spawned (not forked), as on macOS and Windows, so a parent that
+    already runs torch or OpenMP threads is safe and every platform behaves alike."""
+    if workers == 1:
+        return _InProcess()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
 
 
 def _split_of_cases(n_cases: int, seed: int) -> list[str]:
@@ -110,6 +133,7 @@ def make_demo_dataset(
     scale: str = "demo",
     n_cases: int | None = None,
     n_pretrain_cases: int | None = None,
+    workers: int = 1,
     progress: bool = False,
 ) -> dict[str, Path]:
     """Write synthetic CT volumes and lesion tables for the three FMCIB tasks.
@@ -158,6 +182,8 @@ def make_demo_dataset(
         n_cases: overrides the scale's number of labelled cases (at least 3: one per split).
         n_pretrain_cases: number of pretraining-only cases (at least 1); default
             ``ceil(1.25 * n_cases)``, more patients than all the labelled ones.
+        workers: processes that make cases side by side (1: in this process). Every case has
+            its own generator, so the files are the same, byte for byte, for any number.
         progress: show a progress bar over cases.
 
     Returns:
@@ -165,7 +191,8 @@ def make_demo_dataset(
         ``images`` -> the image folder.
 
     Raises:
-        ValueError: unknown scale, fewer than 3 cases or no pretraining case, or a negative seed.
+        ValueError: unknown scale, fewer than 3 cases or no pretraining case, a negative seed,
+            or fewer than 1 worker.
     """
     if scale not in _SPECS:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}; got {scale!r}")
@@ -180,6 +207,8 @@ def make_demo_dataset(
         raise ValueError(f"n_pretrain_cases must be at least 1; got {n_pretrain_cases}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative; got {seed}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1; got {workers}")
     out_dir = Path(out_dir)
     images = out_dir / "images"
     images.mkdir(parents=True, exist_ok=True)
@@ -187,12 +216,15 @@ def make_demo_dataset(
     splits = _split_of_cases(n_cases, seed)
     jobs = [(i, False, splits[i]) for i in range(n_cases)]
     jobs += [(i, True, "pretrain") for i in range(n_pretrain_cases)]
+    make = partial(_make_case, seed=seed, spec=spec, width=width, images=images)
+    indices, pretrains, _ = zip(*jobs, strict=True)
+    bar = tqdm(total=len(jobs), desc="synthetic cases", unit="case", disable=not progress)
     rows = []
-    for index, pretrain, split in tqdm(
-        jobs, desc="synthetic cases", unit="case", disable=not progress
-    ):
-        case_rows = _make_case(index, seed, spec, width, images, pretrain=pretrain)
-        rows += [{**row, "split": split} for row in case_rows]
+    with bar, _case_pool(workers) as pool:
+        # map keeps the order of jobs, so the tables do not depend on which process ends first
+        for (_, _, split), case_rows in zip(jobs, pool.map(make, indices, pretrains), strict=True):
+            rows += [{**row, "split": split} for row in case_rows]
+            bar.update()
     paths: dict[str, Path] = {}
     for name, table in _tables(rows).items():
         paths[name] = out_dir / f"{name}.csv"

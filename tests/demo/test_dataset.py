@@ -195,11 +195,15 @@ def test_lesions_sit_in_their_tissue_and_differ_by_type(lesions, images) -> None
 
 
 def test_same_seed_gives_identical_data_and_another_seed_differs(small, tmp_path) -> None:
-    again = make_demo_dataset(tmp_path / "again", seed=0, n_cases=4)
+    # made in 2 spawned processes, unlike ``small``: the number of workers changes nothing
+    again = make_demo_dataset(tmp_path / "again", seed=0, n_cases=4, workers=2)
     other = make_demo_dataset(tmp_path / "other", seed=1, n_cases=3)
     for name in ["pretrain", *TASK_TABLES]:
         assert again[name].read_bytes() == small[name].read_bytes(), name
         assert other[name].read_bytes() != small[name].read_bytes(), name
+    assert sorted(p.name for p in again["images"].iterdir()) == sorted(
+        p.name for p in small["images"].iterdir()
+    )
     for path in sorted(small["images"].glob("*.nii.gz")):
         array = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
         same = sitk.GetArrayFromImage(sitk.ReadImage(str(again["images"] / path.name)))
@@ -216,6 +220,7 @@ def test_same_seed_gives_identical_data_and_another_seed_differs(small, tmp_path
         ({"n_cases": 2}, "n_cases must be at least 3"),
         ({"seed": -1}, "seed must be non-negative"),
         ({"n_pretrain_cases": 0}, "n_pretrain_cases must be at least 1"),
+        ({"workers": 0}, "workers must be at least 1"),
     ],
 )
 def test_bad_arguments_are_refused_before_anything_is_written(tmp_path, kwargs, message) -> None:
