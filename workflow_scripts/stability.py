@@ -8,27 +8,33 @@ Usage: python workflow_scripts/stability.py --task N --table TEST
 Each source is a feature source of linear evaluation: its backbone (a weights file, or
 ``random-init`` for the seeded control, or ``handcrafted`` for the handcrafted descriptor) and
 the linear model linear_eval fitted on it (.npz), applied unchanged to K perturbed copies of the
-test table. On any error nothing is written.
+test table. Every source's features of the table and its copies come from one pass over their
+patches (each image read once, each patch sampled once, each batch through every backbone); the
+handcrafted descriptor joins that pass when ``--patch-size`` is its own 50 and takes a pass of its
+own otherwise. On any error nothing is written.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fmcib_core.eval.features import PRECISIONS, load_backbone
-from fmcib_core.eval.handcrafted import table_descriptors
+import numpy as np
+import pandas as pd
+import torch
+
+from fmcib_core.eval.features import PRECISIONS, extract_feature_sources, load_backbone
+from fmcib_core.eval.handcrafted import PATCH_SIZE, lesion_descriptor, table_descriptors
 from fmcib_core.eval.linear import load_linear_model
 from fmcib_core.eval.stability import (
     DISTRIBUTIONS,
-    backbone_features,
     evaluate_source,
     perturb_seeds,
+    stability_rows,
 )
 from fmcib_core.io.atomic import write_outputs
 from fmcib_core.io.tables import read_table, resolve_image_paths
@@ -66,7 +72,36 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     add("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     args.task = _cli.task_from_args(parser, args)
+    names = [name for name, _, _ in args.source]
+    if len(set(names)) < len(names):
+        parser.error(f"--source names must differ; got {names}")
     return args
+
+
+def source_features(
+    args: argparse.Namespace, rows: pd.DataFrame, device: torch.device
+) -> dict[str, np.ndarray]:
+    """Each source's (N, F) features of ``rows`` (absolute ``image_path``), in one pass over the
+    patches for all backbones; the handcrafted descriptor joins it when the patch sizes agree."""
+    backbones = {
+        name: load_backbone(args.backbone, None if weights == RANDOM else weights, seed=args.seed)
+        for name, weights, _ in args.source
+        if weights != HANDCRAFTED
+    }
+    described = [name for name, weights, _ in args.source if weights == HANDCRAFTED]
+    shared = described[:1] if backbones and args.patch_size == PATCH_SIZE else []
+    features = {}
+    if backbones:
+        features = extract_feature_sources(
+            backbones, rows, per_patch=dict.fromkeys(shared, lesion_descriptor),
+            patch_size=args.patch_size, batch_size=args.batch_size, device=device,
+            precision=args.precision, progress=args.progress,
+        )  # fmt: skip
+    if described and not shared:  # the descriptor is defined on its own PATCH_SIZE patch
+        features[described[0]] = table_descriptors(rows, progress=args.progress)
+    for name in described[1:]:  # the same descriptor under another name
+        features[name] = features[described[0]]
+    return features
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -80,21 +115,12 @@ def run(args: argparse.Namespace) -> dict:
     log.info(
         "%d lesions x %d copies; %d seeds clamped", len(table), args.copies, perturbed.n_clamped
     )
-    sources = {}
-    for name, weights, model in args.source:
-        if weights == HANDCRAFTED:
-            features = functools.partial(table_descriptors, progress=args.progress)
-        else:
-            backbone = load_backbone(
-                args.backbone, None if weights == RANDOM else weights, seed=args.seed
-            )
-            features = backbone_features(
-                backbone, patch_size=args.patch_size, batch_size=args.batch_size, device=device,
-                precision=args.precision, progress=args.progress,
-            )  # fmt: skip
-        sources[name] = evaluate_source(
-            features, load_linear_model(model), args.task, table, perturbed
-        )
+    models = {name: load_linear_model(model) for name, _, model in args.source}
+    features = source_features(args, stability_rows(table, perturbed), device)
+    sources = {
+        name: evaluate_source(features[name], model, args.task, table, perturbed)
+        for name, model in models.items()
+    }
     return {
         "task": args.task.id,
         "label": args.task.label_column,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fmcib_core.eval.features import (
     PRECISIONS,
+    extract_feature_sources,
     extract_features,
     features_of_patches,
     get_features,
@@ -29,6 +30,7 @@ __all__ = [
     "LinearEvalResult",
     "LinearModel",
     "as_task",
+    "extract_feature_sources",
     "extract_features",
     "features_of_patches",
     "fit_linear_eval",

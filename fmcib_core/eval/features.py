@@ -4,6 +4,9 @@ The backbone runs in eval mode under ``torch.inference_mode`` on batches of patc
 :func:`fmcib_core.data.patches.iter_patches` (each image read once, one volume and a few batches
 in memory at a time), so memory stays flat in the number of lesions. The random-init control of
 the paper is a backbone built under its own seed, without touching the global random state.
+:func:`extract_feature_sources` feeds each batch to several backbones, and each patch to
+per-patch functions (the handcrafted descriptor), in that one pass; :func:`extract_features` is
+its one-backbone case.
 
 Reading and sampling run in a background thread (:func:`prefetch`) while the forward pass runs:
 image decoding (SimpleITK) and numpy release the GIL, so reading the next scan overlaps the
@@ -18,7 +21,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +38,7 @@ from fmcib_core.models.backbone import build_backbone
 
 __all__ = [
     "PRECISIONS",
+    "extract_feature_sources",
     "extract_features",
     "features_of_patches",
     "get_features",
@@ -50,6 +54,9 @@ _PREFETCH_PATCHES = 64  # patches read ahead: ~32 MB at 50^3, more than one batc
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 """``fp32``: plain float32. ``bf16``: the forward pass under bfloat16 autocast, features cast
 back to float32 (faster on GPUs and on CPUs with AVX512-BF16/AMX; differs in the 3rd digit)."""
+
+PatchFunction = Callable[[np.ndarray], np.ndarray]
+"""A per-patch feature function: one (1, S, S, S) float32 patch -> its (F,) values."""
 
 
 def load_backbone(
@@ -203,20 +210,68 @@ def extract_features(
         PatchError: a seed outside its image (the message names the row and the image).
         ValueError: an empty table, a batch size below 1 or an unknown precision.
     """
+    sources = extract_feature_sources(
+        {"features": backbone}, table, base_dir=base_dir, patch_size=patch_size,
+        batch_size=batch_size, device=device, precision=precision, channels_last=channels_last,
+        progress=progress,
+    )  # fmt: skip
+    return sources["features"]
+
+
+def extract_feature_sources(
+    backbones: Mapping[str, nn.Module],
+    table: pd.DataFrame,
+    *,
+    per_patch: Mapping[str, PatchFunction] | None = None,
+    base_dir: str | Path | None = None,
+    patch_size: int = 50,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+    precision: str = "fp32",
+    channels_last: bool = False,
+    progress: bool = False,
+) -> dict[str, np.ndarray]:
+    """Features of every lesion of ``table`` from several sources in one pass over its patches.
+
+    Each image is read once and each patch sampled once; every batch goes through every backbone
+    and every patch through every per-patch function. The batches are those of
+    :func:`extract_features` (``batch_size`` consecutive patches in ``iter_patches`` order), so a
+    backbone's features equal its own :func:`extract_features` call's to the bit. Memory holds the
+    results, one volume and a few batches, whatever the number of rows.
+
+    Args:
+        backbones: name -> backbone, as ``backbone`` of :func:`extract_features` (each is moved
+            to ``device`` and put in eval mode, in place).
+        table: lesion table (``image_path``, ``coordX/Y/Z`` in LPS mm), at least one row.
+        per_patch: name -> function of one patch to its (F,) values (e.g.
+            :func:`~fmcib_core.eval.handcrafted.lesion_descriptor`), run on each
+            ``patch_size`` patch in this thread, before its batch; it must not change the patch.
+            Names other than the backbones'.
+        base_dir, patch_size, batch_size, device, precision, channels_last, progress: as in
+            :func:`extract_features`.
+
+    Returns:
+        name -> float32 array of shape (N, F), row i the features of table row i; every name of
+        ``backbones`` and ``per_patch``.
+
+    Raises:
+        PatchError: a seed outside its image (the message names the row and the image).
+        ValueError: an empty table, a batch size below 1, an unknown precision, no source, or a
+            name in both mappings.
+    """
+    per_patch = dict(per_patch or {})
     _check_options(table, batch_size, precision)
+    if not backbones and not per_patch:
+        raise ValueError("no feature source: give a backbone or a per-patch function")
+    if both := sorted(set(backbones) & set(per_patch)):
+        raise ValueError(f"names both of a backbone and of a per-patch function: {both}")
     patches = prefetch(
         iter_patches(table, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
     )
-    return features_of_patches(
-        backbone,
-        patches,
-        len(table),
-        patch_size=patch_size,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        channels_last=channels_last,
-    )
+    return _sources_of_patches(
+        backbones, patches, len(table), per_patch=per_patch, patch_size=patch_size,
+        batch_size=batch_size, device=device, precision=precision, channels_last=channels_last,
+    )  # fmt: skip
 
 
 def _check_options(table: pd.DataFrame, batch_size: int, precision: str) -> None:
@@ -251,22 +306,67 @@ def features_of_patches(
         patch_size, batch_size, device, precision: as in :func:`extract_features`.
         channels_last: run the backbone and batches in ``torch.channels_last_3d`` memory format.
     """
+    sources = _sources_of_patches(
+        {"features": backbone}, patches, n_rows, patch_size=patch_size, batch_size=batch_size,
+        device=device, precision=precision, channels_last=channels_last,
+    )  # fmt: skip
+    return sources["features"]
+
+
+def _sources_of_patches(
+    backbones: Mapping[str, nn.Module],
+    patches: Iterator[tuple[int, np.ndarray]],
+    n_rows: int,
+    *,
+    per_patch: Mapping[str, PatchFunction] | None = None,
+    patch_size: int,
+    batch_size: int,
+    device: str | torch.device,
+    precision: str,
+    channels_last: bool,
+) -> dict[str, np.ndarray]:
+    """name -> (n_rows, F) float32 of every backbone (on each batch) and per-patch function (on
+    each patch) of ``(row, patch)`` pairs: :func:`features_of_patches` for several sources."""
     device = torch.device(device)
     memory_format = torch.channels_last_3d if channels_last else torch.contiguous_format
-    backbone = backbone.to(device, memory_format=memory_format).eval()
-    features: np.ndarray | None = None
+    models = {
+        name: backbone.to(device, memory_format=memory_format).eval()
+        for name, backbone in backbones.items()
+    }
+    features: dict[str, np.ndarray] = {}
+    described = _described(patches, per_patch or {}, n_rows, features)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     pinned = device.type == "cuda"
     with torch.inference_mode(), autocast:
-        for rows, batch in _batches(patches, batch_size, patch_size):
+        for rows, batch in _batches(described, batch_size, patch_size):
             inputs = torch.from_numpy(batch)
             inputs = inputs.pin_memory() if pinned else inputs
             inputs = inputs.to(device, non_blocking=pinned, memory_format=memory_format)
-            out = backbone(inputs).float().cpu().numpy()
-            if features is None:
-                features = np.empty((n_rows, out.shape[1]), dtype=np.float32)
-            features[rows] = out
+            for name, model in models.items():
+                _store(features, name, n_rows, rows, model(inputs).float().cpu().numpy())
     return features
+
+
+def _described(
+    patches: Iterator[tuple[int, np.ndarray]],
+    functions: Mapping[str, PatchFunction],
+    n_rows: int,
+    features: dict[str, np.ndarray],
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``patches`` passed on unchanged, each function's values of each patch stored first."""
+    for row, patch in patches:
+        for name, function in functions.items():
+            _store(features, name, n_rows, row, np.asarray(function(patch)))
+        yield row, patch
+
+
+def _store(
+    features: dict[str, np.ndarray], name: str, n_rows: int, rows, values: np.ndarray
+) -> None:
+    """``features[name][rows] = values``; the (n_rows, F) float32 array is made on first use."""
+    if name not in features:
+        features[name] = np.empty((n_rows, values.shape[-1]), dtype=np.float32)
+    features[name][rows] = values
 
 
 def _located_table(

@@ -4,22 +4,21 @@ Readers place seeds by hand and disagree by a few millimetres, so the paper redr
 seed K times from N(0, sigma^2 I) (sigma 4 mm) and recomputes the test metric with the linear
 model already fitted, and measures each feature's agreement across the copies with ICC(1,1).
 A perturbed seed outside its scan is clamped to the scan's extent (the box of voxel centres,
-half a voxel out) and counted.
+half a voxel out) and counted. :func:`evaluate_source` takes a source's features of
+:func:`stability_rows` (the original rows, then every copy's), so one pass over those rows'
+patches (:func:`~fmcib_core.eval.features.extract_feature_sources`) serves every source.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
-import torch
-from torch import nn
 
-from fmcib_core.eval.features import extract_features
 from fmcib_core.eval.linear import LinearModel, labels_from_table
 from fmcib_core.io.images import read_image
 from fmcib_core.io.tables import COORD_COLUMNS
@@ -30,11 +29,11 @@ __all__ = [
     "DISTRIBUTIONS",
     "ICC_THRESHOLDS",
     "Perturbed",
-    "backbone_features",
     "evaluate_source",
     "icc_1_1",
     "metric_distribution",
     "perturb_seeds",
+    "stability_rows",
     "stability_summary",
 ]
 
@@ -211,30 +210,14 @@ def _metric_values(
     return {name: result.value for name, result in results.items()}
 
 
-def backbone_features(
-    backbone: nn.Module,
-    *,
-    patch_size: int,
-    batch_size: int,
-    device: str | torch.device = "cpu",
-    precision: str = "fp32",
-    progress: bool = False,
-) -> Callable[[pd.DataFrame], np.ndarray]:
-    """The features of a backbone, as :func:`evaluate_source` wants them: a function of a table
-    (absolute ``image_path``) to its (N, F) features, through
-    :func:`~fmcib_core.eval.features.extract_features` with these options."""
-
-    def features(table: pd.DataFrame) -> np.ndarray:
-        return extract_features(
-            backbone, table, patch_size=patch_size, batch_size=batch_size, device=device,
-            precision=precision, progress=progress,
-        )  # fmt: skip
-
-    return features
+def stability_rows(table: pd.DataFrame, perturbed: Perturbed) -> pd.DataFrame:
+    """The rows whose features :func:`evaluate_source` takes: ``table``'s, then every copy's
+    (without ``perturbation``), index reset."""
+    return pd.concat([table, perturbed.table.drop(columns=COPY_COLUMN)], ignore_index=True)
 
 
 def evaluate_source(
-    features_of: Callable[[pd.DataFrame], np.ndarray],
+    features: np.ndarray,
     model: LinearModel,
     task: Task,
     table: pd.DataFrame,
@@ -242,21 +225,24 @@ def evaluate_source(
 ) -> dict[str, object]:
     """Stability of one feature source: the fitted ``model`` applied, unchanged, to every copy.
 
-    The original rows and all copies go through ``features_of`` in one call, so each volume is
-    read once for all of them.
-
     Args:
-        features_of: the source's features of a lesion table, in row order: a backbone's
-            (:func:`backbone_features`) or the handcrafted descriptor
-            (:func:`~fmcib_core.eval.handcrafted.table_descriptors`).
+        features: (N * (K + 1), F) the source's features of :func:`stability_rows`, in its row
+            order: a backbone's or the handcrafted descriptor's.
         model: the linear model linear evaluation fitted on this source's train features.
         task: whose label and metrics.
-        table: the test table, absolute ``image_path``.
+        table: the test table (its labels).
         perturbed: :func:`perturb_seeds` of ``table``.
+
+    Raises:
+        ValueError: ``features`` has not one row per row of :func:`stability_rows`.
     """
-    both = pd.concat([table, perturbed.table.drop(columns=COPY_COLUMN)], ignore_index=True)
-    features = np.asarray(features_of(both))
+    features = np.asarray(features)
     n = len(table)
+    if features.ndim != 2 or len(features) != n * (perturbed.n_copies + 1):
+        raise ValueError(
+            f"need ({n * (perturbed.n_copies + 1)}, F) features of the table and its "
+            f"{perturbed.n_copies} copies; got shape {features.shape}"
+        )
     y, extra = labels_from_table(table, task, source="test")
     unperturbed = _metric_values(task, model, features[:n], y, extra)
     copies = features[n:].reshape(perturbed.n_copies, n, -1)

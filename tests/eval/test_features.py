@@ -13,7 +13,9 @@ import torch
 
 import fmcib_core
 from fmcib_core.data.patches import PatchError, extract_patches
+from fmcib_core.data.volume import Volume
 from fmcib_core.eval.features import (
+    extract_feature_sources,
     extract_features,
     features_of_patches,
     get_features,
@@ -103,6 +105,58 @@ def test_deterministic_and_independent_of_batch_size(backbone, data):
         np.testing.assert_allclose(
             features(backbone, data, batch_size=batch_size), first, atol=1e-5, rtol=0
         )
+
+
+def count_loads(monkeypatch) -> list[str]:
+    """The paths every ``Volume.load`` opens from now on, in order (any thread)."""
+    loads: list[str] = []
+    original = Volume.load
+
+    def load(path):
+        loads.append(str(path))
+        return original(path)
+
+    monkeypatch.setattr(Volume, "load", staticmethod(load))
+    return loads
+
+
+def patch_stats(patch: np.ndarray) -> np.ndarray:
+    return np.array([patch.mean(), patch.std(), patch.max()], dtype=np.float64)
+
+
+def test_feature_sources_read_each_image_once_and_equal_separate_passes(
+    backbone, data, monkeypatch
+):
+    control = load_backbone(BACKBONE, seed=7)
+    common = {"base_dir": data["folder"], "patch_size": SIZE, "batch_size": 2}  # short last
+    expected = {name: extract_features(b, data["table"], **common)
+                for name, b in (("trained", backbone), ("control", control))}  # fmt: skip
+    patches = extract_patches(data["table"], SIZE, base_dir=data["folder"])
+    expected["stats"] = np.stack([patch_stats(p) for p in patches]).astype(np.float32)
+    loads = count_loads(monkeypatch)
+    got = extract_feature_sources(
+        {"trained": backbone, "control": control},
+        data["table"],
+        per_patch={"stats": patch_stats},
+        **common,
+    )
+    assert sorted(loads) == sorted(str(data["folder"] / name) for name in IMAGES)
+    assert sorted(got) == sorted(expected)
+    for name, values in expected.items():
+        assert got[name].dtype == np.float32
+        np.testing.assert_array_equal(got[name], values, err_msg=name)
+    only = extract_feature_sources({}, data["table"], per_patch={"stats": patch_stats}, **common)
+    np.testing.assert_array_equal(only["stats"], expected["stats"])
+
+
+def test_feature_sources_bad_arguments(backbone, data):
+    common = {"base_dir": data["folder"], "patch_size": SIZE}
+    with pytest.raises(ValueError, match="no feature source"):
+        extract_feature_sources({}, data["table"], **common)
+    with pytest.raises(ValueError, match=r"both of a backbone and .*\['x'\]"):
+        extract_feature_sources({"x": backbone}, data["table"], per_patch={"x": patch_stats})
+    with pytest.raises(ValueError, match="no rows"):
+        extract_feature_sources({"x": backbone}, data["table"].iloc[:0], **common)
 
 
 def test_rows_follow_the_table_order(backbone, data):

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from fmcib_core.eval.features import load_backbone
+from fmcib_core.eval.features import extract_features, load_backbone
 from fmcib_core.eval.linear import LinearModel
 from fmcib_core.eval.stability import (
-    backbone_features,
     evaluate_source,
     icc_1_1,
     perturb_seeds,
+    stability_rows,
 )
 from fmcib_core.tasks import TASKS
 
@@ -83,7 +83,7 @@ def test_icc_against_a_hand_computed_case() -> None:
     assert np.isnan(icc_1_1(np.ones((4, 3, 1)))[0])
 
 
-def _model(width: int) -> LinearModel:
+def random_linear_model(width: int) -> LinearModel:
     rng = np.random.default_rng(0)
     return LinearModel(rng.normal(size=(1, width)), np.zeros(1), np.array([0, 1]),
                        np.zeros(width), np.ones(width), 1.0)  # fmt: skip
@@ -91,20 +91,34 @@ def _model(width: int) -> LinearModel:
 
 def test_sigma_zero_gives_the_unperturbed_metric_in_every_copy(table) -> None:
     backbone = load_backbone("resnet10_w025", None, seed=0)
+
+    def evaluate(perturbed):
+        rows = stability_rows(table, perturbed)
+        features = extract_features(backbone, rows, patch_size=16, batch_size=8)
+        return evaluate_source(features, random_linear_model(128), TASKS[2], table, perturbed)
+
     perturbed = perturb_seeds(table, n_copies=3, sigma_mm=0.0, seed=0)
-    features = backbone_features(backbone, patch_size=16, batch_size=8)
-    result = evaluate_source(features, _model(128), TASKS[2], table, perturbed)
+    result = evaluate(perturbed)
     for metric in ("roc_auc", "average_precision"):
         entry = result["metrics"][metric]
         assert entry["values"] == [entry["unperturbed"]] * 3
         assert entry["perturbed"]["sd"] == 0.0
     assert result["icc"]["share"]["above_0.9"] == 1.0  # identical copies agree perfectly
-    moved = evaluate_source(
-        features,
-        _model(128),
-        TASKS[2],
-        table,
-        perturb_seeds(table, n_copies=3, sigma_mm=4.0, seed=0),
-    )
+    moved = evaluate(perturb_seeds(table, n_copies=3, sigma_mm=4.0, seed=0))
     assert moved["metrics"]["roc_auc"]["unperturbed"] == result["metrics"]["roc_auc"]["unperturbed"]
     assert moved["icc"]["share"]["above_0.9"] < 1.0
+
+
+def test_stability_rows_are_the_table_then_each_copy(table) -> None:
+    perturbed = perturb_seeds(table, n_copies=2, sigma_mm=1.0, seed=3)
+    rows = stability_rows(table, perturbed)
+    assert list(rows.columns) == list(table.columns) and len(rows) == 3 * len(table)
+    pd.testing.assert_frame_equal(rows.iloc[: len(table)], table)
+    second = perturbed.table[perturbed.table.perturbation == 1].drop(columns="perturbation")
+    np.testing.assert_array_equal(rows.iloc[2 * len(table) :].to_numpy(), second.to_numpy())
+
+
+def test_features_of_other_rows_are_refused(table) -> None:
+    perturbed = perturb_seeds(table, n_copies=2, sigma_mm=1.0, seed=3)
+    with pytest.raises(ValueError, match=r"need \(36, F\) features .* 2 copies; got shape"):
+        evaluate_source(np.zeros((24, 4)), random_linear_model(4), TASKS[2], table, perturbed)
