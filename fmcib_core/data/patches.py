@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +31,7 @@ __all__ = [
     "GridGeometry",
     "PatchError",
     "extract_patches",
+    "images_for_first",
     "iter_patches",
     "normalise_hu",
     "patch_grid",
@@ -298,11 +301,12 @@ def iter_patches(
     size: int = 50,
     *,
     progress: bool = False,
+    first_reads: int = 1,
 ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(row position, patch)`` for every row, reading each image once.
 
     Rows are grouped by image (images in order of first appearance, rows in table order within an
-    image), so only one volume is in memory at a time.
+    image), so only one volume is in memory at a time, ``first_reads`` at the start.
 
     Args:
         table: a lesion table with ``image_path`` and ``coordX/Y/Z`` (LPS mm).
@@ -310,22 +314,38 @@ def iter_patches(
             absolute.
         size: the patch side, as in ``sample_patch``.
         progress: show a tqdm bar (one step per lesion).
+        first_reads: the first this many images are read side by side, one thread each (image
+            decoding releases the GIL), then one at a time: a consumer that needs several images
+            before it can start (a first batch) waits for the slowest of them, not their sum.
+            The patches and their order are the same for any value.
 
     Yields:
         The row's position (0-based, in table order) and its (1, size, size, size) float32 patch.
 
     Raises:
         PatchError: a seed outside its image's grid; the message names the row and the image.
+        ImageReadError: an image that cannot be read, when its turn comes.
     """
     missing = [c for c in ("image_path", *COORD_COLUMNS) if c not in table.columns]
     if missing:
         raise ValueError(f"table lacks column(s) {missing}; lesion tables need image_path + coords")
+    if first_reads < 1:
+        raise ValueError(f"first_reads must be at least 1; got {first_reads}")
     paths = _absolute_paths(table, base_dir).to_numpy()
     seeds = table[list(COORD_COLUMNS)].to_numpy(dtype=np.float64)
-    groups = pd.Series(np.arange(len(table))).groupby(paths, sort=False)
-    with tqdm(total=len(table), disable=not progress, unit="lesion") as bar:
-        for path, rows in groups:
-            volume = Volume.load(path)
+    groups = list(pd.Series(np.arange(len(table))).groupby(paths, sort=False))
+    first_reads = min(first_reads, len(groups))
+    pool = ThreadPoolExecutor(first_reads, "fmcib-read") if first_reads > 1 else nullcontext()
+    with pool, tqdm(total=len(table), disable=not progress, unit="lesion") as bar:
+        early: list[Future | None] = (
+            [pool.submit(Volume.load, path) for path, _ in groups[:first_reads]]
+            if first_reads > 1 else []
+        )  # fmt: skip
+        for i, (path, rows) in enumerate(groups):
+            if i < len(early):
+                volume, early[i] = early[i].result(), None  # the pool lets go of the volume
+            else:
+                volume = Volume.load(path)
             for row in rows.to_numpy():
                 try:
                     patch = sample_patch(volume, seeds[row], size)
@@ -334,6 +354,14 @@ def iter_patches(
                 bar.update()
                 yield int(row), patch
             log.debug("sampled %d patch(es) from %s", len(rows), path)
+
+
+def images_for_first(table: pd.DataFrame, n_rows: int) -> int:
+    """How many images :func:`iter_patches` reads before it has yielded ``n_rows`` patches."""
+    per_image = table["image_path"].astype(str).value_counts(sort=False)
+    order = pd.unique(table["image_path"].astype(str))
+    covered = np.cumsum(per_image.loc[order].to_numpy())
+    return int(np.searchsorted(covered, min(n_rows, len(table)))) + 1
 
 
 def extract_patches(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,8 @@ class Volume:
     """A 3D scalar CT volume.
 
     Attributes:
-        array: voxels as stored (HU), shape (Z, Y, X); int16, float, or a read-only ``np.memmap``.
+        array: voxels as stored (HU), shape (Z, Y, X); int16, float, a read-only ``np.memmap``, or
+            a read-only view of a SimpleITK image (``from_sitk(view=True)``, ``load``).
         origin: world position (LPS mm) of voxel (0, 0, 0), shape (3,), order (x, y, z).
         spacing: voxel size in mm, shape (3,), order (x, y, z).
         direction: 3x3 direction cosines as SimpleITK gives them (row-major, column j is the world
@@ -49,6 +50,12 @@ class Volume:
     origin: np.ndarray
     spacing: np.ndarray
     direction: np.ndarray
+    # The SimpleITK image whose buffer ``array`` views (``from_sitk(view=True)``), kept alive.
+    _owner: sitk.Image | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        # A pickled view is a copy of its voxels: the copy needs no owner.
+        return {**self.__dict__, "_owner": None}
 
     def __post_init__(self) -> None:
         if self.array.ndim != 3:
@@ -83,8 +90,14 @@ class Volume:
         return self.origin + (corners * last) @ self.index_to_world.T
 
     @classmethod
-    def from_sitk(cls, image: sitk.Image) -> Volume:
-        """Copy a SimpleITK image's voxels and geometry.
+    def from_sitk(cls, image: sitk.Image, *, view: bool = False) -> Volume:
+        """A SimpleITK image's voxels and geometry.
+
+        Args:
+            image: a 3D scalar image.
+            view: ``array`` becomes a read-only view of the image's buffer instead of a copy (the
+                volume keeps the image): no second buffer to allocate and fill, for an image made
+                only to be wrapped, as :meth:`load` does.
 
         Raises:
             ValueError: the image is not 3D or has several components per voxel.
@@ -97,19 +110,21 @@ class Volume:
                 "components (a vector/RGB image is not a CT volume)"
             )
         return cls(
-            array=sitk.GetArrayFromImage(image),
+            array=sitk.GetArrayViewFromImage(image) if view else sitk.GetArrayFromImage(image),
             origin=np.array(image.GetOrigin()),
             spacing=np.array(image.GetSpacing()),
             direction=np.array(image.GetDirection()),
+            _owner=image if view else None,
         )
 
     @classmethod
     def load(cls, path: str | Path) -> Volume:
-        """Open a volume cache (memory-mapped, read-only) or read any image ``read_image`` reads."""
+        """Open a volume cache (memory-mapped, read-only) or read any image ``read_image`` reads
+        (its voxels a read-only view of the image read)."""
         path = Path(path)
         if is_volume_cache(path):
             return _load_cache(path)
-        return cls.from_sitk(read_image(path))
+        return cls.from_sitk(read_image(path), view=True)
 
 
 def _vector(value: object, name: str) -> np.ndarray:

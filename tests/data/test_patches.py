@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from fmcib_core.data import volume as volume_module
 from fmcib_core.data.patches import (
     PatchError,
     extract_patches,
+    images_for_first,
     iter_patches,
     normalise_hu,
     patch_grid,
@@ -21,6 +23,7 @@ from fmcib_core.data.patches import (
     sample_patch,
 )
 from fmcib_core.data.volume import Volume
+from fmcib_core.io.images import ImageReadError
 
 TOLERANCE = 1e-5
 
@@ -311,6 +314,44 @@ def test_iter_patches_groups_rows_by_image(lesion_table, tmp_path):
     _, table = lesion_table
     rows = [row for row, _ in iter_patches(table, tmp_path, 16)]
     assert rows == [0, 2, 5, 1, 4, 3]
+
+
+@pytest.mark.parametrize("first_reads", [2, 3, 10])
+def test_first_reads_side_by_side_change_nothing(lesion_table, tmp_path, first_reads, monkeypatch):
+    _, table = lesion_table
+    expected = _expected(table, tmp_path)[[0, 2, 5, 1, 4, 3]]
+    threads = []
+    real = volume_module.read_image
+    monkeypatch.setattr(
+        volume_module, "read_image", lambda p: threads.append(threading.current_thread()) or real(p)
+    )
+    pairs = list(iter_patches(table, tmp_path, 16, first_reads=first_reads))
+    assert [row for row, _ in pairs] == [0, 2, 5, 1, 4, 3]
+    np.testing.assert_array_equal(np.stack([p for _, p in pairs]), expected)
+    assert len(threads) == 3  # each image still read once
+    side_by_side = min(first_reads, 3)
+    assert all(t is not threading.main_thread() for t in threads[:side_by_side])
+    assert all(t is threading.main_thread() for t in threads[side_by_side:])
+
+
+def test_an_unreadable_image_fails_in_its_turn_with_first_reads(lesion_table, tmp_path):
+    _, table = lesion_table
+    (tmp_path / "imgs/b.mha").write_bytes(b"not an image")
+    patches = iter_patches(table, tmp_path, 16, first_reads=3)
+    assert [next(patches)[0] for _ in range(3)] == [0, 2, 5]  # image a's rows come first
+    with pytest.raises(ImageReadError, match=r"b\.mha: image cannot be read"):
+        next(patches)
+
+
+def test_first_reads_below_one_is_refused(lesion_table, tmp_path):
+    with pytest.raises(ValueError, match="first_reads must be at least 1; got 0"):
+        next(iter_patches(lesion_table[1], tmp_path, 16, first_reads=0))
+
+
+@pytest.mark.parametrize(("n_rows", "images"), [(1, 1), (3, 1), (4, 2), (5, 2), (6, 3), (99, 3)])
+def test_images_for_first_counts_the_images_iter_patches_reads(lesion_table, n_rows, images):
+    # images in order of first appearance: a (3 rows), b (2), c (1)
+    assert images_for_first(lesion_table[1], n_rows) == images
 
 
 def test_seed_outside_names_row_and_image(lesion_table, tmp_path):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -26,6 +28,21 @@ def test_from_sitk_keeps_voxels_and_geometry(oblique_image):
     assert tuple(volume.origin) == oblique_image.GetOrigin()
     assert tuple(volume.spacing) == oblique_image.GetSpacing()
     assert tuple(volume.direction.ravel()) == oblique_image.GetDirection()
+
+
+def test_load_views_the_image_read_and_keeps_it_alive(oblique_image, tmp_path):
+    path = tmp_path / "scan.nii.gz"
+    sitk.WriteImage(oblique_image, str(path))
+    expected = sitk.GetArrayFromImage(oblique_image)
+    volume = Volume.load(path)
+    gc.collect()  # nothing but the volume refers to the image its array views
+    assert not volume.array.flags.writeable and not volume.array.flags.owndata
+    np.testing.assert_array_equal(volume.array, expected)
+    copy = pickle.loads(pickle.dumps(volume))  # a copy of the voxels, without the image
+    np.testing.assert_array_equal(copy.array, expected)
+    assert copy._owner is None and tuple(copy.origin) == tuple(volume.origin)
+    with pytest.raises(ValueError, match="read-only"):
+        volume.array[0, 0, 0] = 0
 
 
 def test_index_to_world_follows_simpleitk(oblique_image, make_image, geometries):

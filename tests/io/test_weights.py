@@ -339,6 +339,14 @@ def test_non_finite_head_and_lightning_keys_are_named(tmp_path: Path) -> None:
         load_weights(tmp_path / "ssl.ckpt")
 
 
+def test_huge_finite_values_whose_sum_overflows_are_accepted(tmp_path: Path) -> None:
+    trunk = _tiny_state()
+    trunk["conv1.weight"] = torch.full_like(trunk["conv1.weight"], 3e38)  # sum: inf
+    assert not trunk["conv1.weight"].sum().isfinite()
+    loaded = load_weights(save_fmcib_weights(tmp_path / "huge.torch", trunk))
+    assert torch.equal(loaded.trunk["conv1.weight"], trunk["conv1.weight"])
+
+
 def test_torch_zip_writer_failure_names_the_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
