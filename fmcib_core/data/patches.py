@@ -326,14 +326,10 @@ def iter_patches(
         PatchError: a seed outside its image's grid; the message names the row and the image.
         ImageReadError: an image that cannot be read, when its turn comes.
     """
-    missing = [c for c in ("image_path", *COORD_COLUMNS) if c not in table.columns]
-    if missing:
-        raise ValueError(f"table lacks column(s) {missing}; lesion tables need image_path + coords")
     if first_reads < 1:
         raise ValueError(f"first_reads must be at least 1; got {first_reads}")
-    paths = _absolute_paths(table, base_dir).to_numpy()
+    groups = _rows_by_image(table, base_dir)
     seeds = table[list(COORD_COLUMNS)].to_numpy(dtype=np.float64)
-    groups = list(pd.Series(np.arange(len(table))).groupby(paths, sort=False))
     first_reads = min(first_reads, len(groups))
     pool = ThreadPoolExecutor(first_reads, "fmcib-read") if first_reads > 1 else nullcontext()
     with pool, tqdm(total=len(table), disable=not progress, unit="lesion") as bar:
@@ -356,11 +352,19 @@ def iter_patches(
             log.debug("sampled %d patch(es) from %s", len(rows), path)
 
 
-def images_for_first(table: pd.DataFrame, n_rows: int) -> int:
-    """How many images :func:`iter_patches` reads before it has yielded ``n_rows`` patches."""
-    per_image = table["image_path"].astype(str).value_counts(sort=False)
-    order = pd.unique(table["image_path"].astype(str))
-    covered = np.cumsum(per_image.loc[order].to_numpy())
+def _rows_by_image(table: pd.DataFrame, base_dir: str | Path | None) -> list[tuple[str, pd.Series]]:
+    """``(absolute image path, its rows' positions)``, images in order of first appearance."""
+    missing = [c for c in ("image_path", *COORD_COLUMNS) if c not in table.columns]
+    if missing:
+        raise ValueError(f"table lacks column(s) {missing}; lesion tables need image_path + coords")
+    paths = _absolute_paths(table, base_dir).to_numpy()
+    return list(pd.Series(np.arange(len(table))).groupby(paths, sort=False))
+
+
+def images_for_first(table: pd.DataFrame, n_rows: int, base_dir: str | Path | None = None) -> int:
+    """How many images :func:`iter_patches` (same ``table`` and ``base_dir``) reads before it has
+    yielded ``n_rows`` patches."""
+    covered = np.cumsum([len(rows) for _, rows in _rows_by_image(table, base_dir)])
     return int(np.searchsorted(covered, min(n_rows, len(table)))) + 1
 
 

@@ -169,7 +169,9 @@ def _prefetched_patches(
     """``iter_patches`` in a :func:`prefetch` thread, started now. The scans the first batch
     needs are decoded side by side (up to this process's torch threads, at most
     ``_MAX_FIRST_READS``): nothing else runs before that batch, so the cores would idle."""
-    first = min(images_for_first(table, batch_size), torch.get_num_threads(), _MAX_FIRST_READS)
+    first = min(
+        images_for_first(table, batch_size, base_dir), torch.get_num_threads(), _MAX_FIRST_READS
+    )
     patches = iter_patches(table, base_dir, patch_size, progress=progress, first_reads=first)
     return prefetch(patches, _PREFETCH_PATCHES)
 

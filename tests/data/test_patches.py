@@ -349,9 +349,11 @@ def test_first_reads_below_one_is_refused(lesion_table, tmp_path):
 
 
 @pytest.mark.parametrize(("n_rows", "images"), [(1, 1), (3, 1), (4, 2), (5, 2), (6, 3), (99, 3)])
-def test_images_for_first_counts_the_images_iter_patches_reads(lesion_table, n_rows, images):
+def test_images_for_first_counts_the_images_iter_patches_reads(
+    lesion_table, tmp_path, n_rows, images
+):
     # images in order of first appearance: a (3 rows), b (2), c (1)
-    assert images_for_first(lesion_table[1], n_rows) == images
+    assert images_for_first(lesion_table[1], n_rows, tmp_path) == images
 
 
 def test_seed_outside_names_row_and_image(lesion_table, tmp_path):
