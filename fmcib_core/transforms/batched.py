@@ -23,10 +23,14 @@ independently drawn parameters:
 
 Steps 1 and 2 are separable: on each axis, one per-sample (n, n) interpolation matrix (the flip
 reverses its rows), applied as a batched matrix product; step 4 is the same with a banded matrix
-holding each sample's kernel. Measured on this project's 2-core CPU (one thread, 50^3 views), the
-matrix form takes 1.8 ms per view for steps 1-2 where one ``affine_grid`` + ``grid_sample`` pass
-took 7.1 ms, and 1.9 ms for step 4 where a grouped ``conv3d`` took 6.7 ms; GPUs have not been
-measured. Histogram shift and smoothing compute only the samples they apply to.
+holding each sample's kernel. Histogram shift and smoothing compute only the samples they apply
+to, in the tensor the crop step returned. Measured on this project's 2-core CPU (one thread,
+batches of 8 views of 50^3, medians of 7 interleaved runs, 2026-12-01; the machine's speed varies
+by up to 1.5x between runs): steps 1-2 take about 1.0 ms per view (one ``affine_grid`` +
+``grid_sample`` pass took 7.1 ms in an earlier measurement), step 4 1.3 ms per smoothed view (a
+grouped ``conv3d`` took 6.7 ms), step 3 1.3 ms per shifted view, and the whole chain with its
+probabilities 2.6 ms per view (3.3 ms when each product copied a transposed input, the steps
+copied the batch and the shift gathered with int64 indices). GPUs have not been measured.
 
 Parameters are drawn with a CPU ``torch.Generator`` in float64 (MONAI draws float64 with numpy)
 and cast to float32 where MONAI casts them; the crop's affine matrices and clamp bounds and the
@@ -168,18 +172,19 @@ def _resize_matrices(
 def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
     """Apply one (B, n, n) matrix per spatial axis, z then y then x: ``out = M @ x`` per axis.
 
-    Each product is one ``bmm`` with the other two axes folded into its long side (the y axis
-    moved to the front for its product), which keeps the matrix kernels efficient.
+    Each product is one ``bmm`` that contracts the first spatial axis of the layout and writes
+    the result with that axis last: (z, y, x) -> (y, x, z') -> (x, z', y') -> (z', y', x'). The
+    transposed operands are strided views, which ``bmm`` takes as they are, so no product copies
+    its input and the result comes back in (z, y, x) order.
 
     Args:
         x: (B, 1, D, H, W) float32.
         matrices: three (B, n, n) float32 tensors on ``x``'s device, for z, y and x.
     """
     b, _, d, h, w = x.shape
-    mz, my, mx = matrices
-    y = torch.bmm(mz, x.reshape(b, d, h * w)).reshape(b, d, h, w)
-    y = torch.bmm(my, y.transpose(1, 2).reshape(b, h, d * w)).reshape(b, h, d, w)
-    y = torch.bmm(y.transpose(1, 2).reshape(b, d * h, w), mx.transpose(1, 2))
+    y = x.reshape(b, d, h * w)
+    for m, rest in zip(matrices, ((h, w * d), (w, d * h), (d, h * w)), strict=True):
+        y = torch.bmm(y.transpose(1, 2), m.transpose(1, 2)).reshape(b, *rest)
     return y.reshape(b, 1, d, h, w)
 
 
@@ -232,15 +237,20 @@ def histogram_shift(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) 
         apply: (B,) bool.
 
     Returns:
-        (B, 1, D, H, W) float32.
+        (B, 1, D, H, W) float32, a new tensor.
     """
+    return _histogram_shift_(x.clone(), points, apply)
+
+
+def _histogram_shift_(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """:func:`histogram_shift` written into ``x`` itself (the samples applied), which it returns."""
     chosen = apply.cpu().nonzero().flatten()
     if len(chosen) == 0:
         return x
     b, k = len(chosen), points.shape[1]
     index = chosen.to(x.device)
     flat = x[index].reshape(b, -1)
-    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    lo, hi = torch.aminmax(flat, dim=1, keepdim=True)
     span = hi - lo
     ref = reference_control_points(k).float().to(x.device)[None]
     xp = ref * span + lo
@@ -248,11 +258,20 @@ def histogram_shift(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) 
     slope = (fp[:, 1:] - fp[:, :-1]) / (xp[:, 1:] - xp[:, :-1])
     intercept = fp[:, :-1] - slope * xp[:, :-1]
     scale = torch.where(span > 0, (k - 1) / span, 0.0)
-    segment = ((flat - lo) * scale).long().clamp_(0, k - 2)
-    mapped = torch.addcmul(intercept.gather(1, segment), slope.gather(1, segment), flat)
-    out = x.clone()
-    out[index] = torch.where(span == 0, flat, mapped).reshape(b, *x.shape[1:])
-    return out
+    # Each voxel's segment as an int32 row of the samples' flattened (b * (K - 1)) tables.
+    segment = ((flat - lo) * scale).clamp_(0, k - 2).int()
+    segment += torch.arange(0, b * (k - 1), k - 1, dtype=torch.int32, device=x.device)[:, None]
+    segment = segment.view(-1)
+    mapped = torch.addcmul(
+        intercept.reshape(-1).index_select(0, segment),
+        slope.reshape(-1).index_select(0, segment),
+        flat.reshape(-1),
+    ).view(b, -1)
+    constant = span[:, 0] == 0
+    if bool(constant.any()):  # MONAI returns a constant sample as it is
+        mapped[constant] = flat[constant]
+    x[index] = mapped.view(b, *x.shape[1:])
+    return x
 
 
 def _gaussian_kernels(sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -291,8 +310,13 @@ def gaussian_smooth(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -
         apply: (B,) bool; samples not applied are unchanged.
 
     Returns:
-        (B, 1, D, H, W) float32.
+        (B, 1, D, H, W) float32, a new tensor.
     """
+    return _gaussian_smooth_(x.clone(), sigma, apply)
+
+
+def _gaussian_smooth_(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
+    """:func:`gaussian_smooth` written into ``x`` itself (the samples applied), which it returns."""
     chosen = apply.cpu().nonzero().flatten()
     if len(chosen) == 0:
         return x
@@ -304,15 +328,19 @@ def gaussian_smooth(x: torch.Tensor, sigma: torch.Tensor, apply: torch.Tensor) -
         inside = offset.abs() <= radius
         taps = kernels[:, axis][:, (offset.clamp(-radius, radius) + radius)]
         matrices.append(torch.where(inside, taps, 0.0).to(x.device))
-    out = x.clone()
     index = chosen.to(x.device)
-    out[index] = _along_axes(x[index], matrices)
-    return out
+    x[index] = _along_axes(x[index], matrices)
+    return x
 
 
 def clip_below_zero(x: torch.Tensor) -> torch.Tensor:
     """MONAI ``ThresholdIntensity(0.0, above=True, cval=0.0)``: values not above 0 become 0."""
-    return torch.where(x > 0, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    return _clip_below_zero_(x.clone())
+
+
+def _clip_below_zero_(x: torch.Tensor) -> torch.Tensor:
+    """:func:`clip_below_zero` in place: negative values and NaN become 0, +inf stays."""
+    return x.clamp_(min=0).nan_to_num_(nan=0.0, posinf=float("inf"))
 
 
 def _check_input(x: torch.Tensor) -> None:
@@ -339,10 +367,11 @@ def apply_view_params(x: torch.Tensor, params: ViewParams) -> torch.Tensor:
     if params.batch_size != x.shape[0]:
         raise ValueError(f"params are for {params.batch_size} samples, x has {x.shape[0]}")
     params.check(x.shape[2:])
+    # resized_crop_flip returns a new tensor: the other steps write into it.
     y = resized_crop_flip(x.float(), params.crop_start, params.crop_size, params.flip_axis)
-    y = histogram_shift(y, params.hist_points, params.hist_shift)
-    y = gaussian_smooth(y, params.sigma, params.smooth)
-    return clip_below_zero(y).to(x.dtype)
+    y = _histogram_shift_(y, params.hist_points, params.hist_shift)
+    y = _gaussian_smooth_(y, params.sigma, params.smooth)
+    return _clip_below_zero_(y).to(x.dtype)
 
 
 class BatchedSSLViews(nn.Module):
