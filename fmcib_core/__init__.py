@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from fmcib_core._lazy import lazy_attributes
 from fmcib_core._version import __version__
 
 if TYPE_CHECKING:
@@ -22,15 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["__version__", "extract_patches", "get_features"]
 
-_LAZY = {
-    "extract_patches": "fmcib_core.data.patches",
-    "get_features": "fmcib_core.eval.features",
-}
-
-
-def __getattr__(name: str) -> object:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_attributes(
+    __name__,
+    {
+        "extract_patches": "fmcib_core.data.patches",
+        "get_features": "fmcib_core.eval.features",
+    },
+)

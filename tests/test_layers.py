@@ -18,6 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "fmcib_core"
 # Lowest first: a module may import its own layer and the layers before it.
 LAYERS = [
+    "_lazy",
     "_version",
     "tasks",
     "io",
