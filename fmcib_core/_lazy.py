@@ -9,6 +9,7 @@ modules of the same package do (seconds per process, paid by every job of the wo
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 
 
@@ -22,7 +23,8 @@ def lazy_attributes(
         exports: public name -> absolute name of the module that defines it.
 
     Returns:
-        The two functions to assign to the package's ``__getattr__`` and ``__dir__``.
+        The two functions to assign to the package's ``__getattr__`` and ``__dir__`` (which lists
+        the package's own attributes and the lazy names).
     """
 
     def __getattr__(name: str) -> object:
@@ -31,6 +33,6 @@ def lazy_attributes(
         return getattr(importlib.import_module(exports[name]), name)
 
     def __dir__() -> list[str]:
-        return sorted(exports)
+        return sorted({*vars(sys.modules[package]), *exports})
 
     return __getattr__, __dir__
