@@ -28,6 +28,7 @@ from workflow_scripts.rule_args import (
     pretrain_threads,
     prepare_options,
     repeated_flag,
+    stability_options,
     task_cli,
 )
 from workflow_scripts.sources import (

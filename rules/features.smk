@@ -20,7 +20,7 @@ rule extract_features:
         EXTRACT["benchmark"]
     conda:
         ENV
-    threads: 2
+    threads: config["features"]["threads"]
     resources:
         mem_mb=config["resources"]["cpu_mem_mb"],
         runtime=config["resources"]["train_runtime"],

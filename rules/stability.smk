@@ -15,7 +15,7 @@ rule stability:
         "results/benchmarks/stability/{task}.tsv"
     conda:
         ENV
-    threads: 2
+    threads: config["stability"]["threads"]
     resources:
         mem_mb=config["resources"]["cpu_mem_mb"],
         runtime=config["resources"]["train_runtime"],
@@ -24,8 +24,7 @@ rule stability:
         task=task_args,
         sources=lambda wc: repeated_flag("source", stability_sources(config, wc.task)),
         opts=cli_flags(
-            {k: v for k, v in config["stability"].items() if k != "enabled"}
-            | feature_options(config)
+            stability_options(config)
             | {k: config[k] for k in ("backbone", "patch_size", "accelerator", "seed")}
         ),
     shell:

@@ -24,11 +24,14 @@ __all__ = [
     "pretrain_threads",
     "prepare_options",
     "repeated_flag",
+    "stability_options",
     "task_cli",
 ]
 
 # finetune: keys the rules use themselves rather than pass on.
 FINETUNE_RULE_KEYS = ("inits", "batch_size", "batch_size_random")
+# stability: keys the rules use themselves (whether the jobs exist, their threads).
+STABILITY_RULE_KEYS = ("enabled", "threads")
 # pretrain: one section of options per optimiser (fmcib_core.optim.OPTIMIZERS); only the chosen
 # optimiser's section reaches the script.
 OPTIMIZER_SECTIONS = ("lars", "sgd", "adamw")
@@ -113,6 +116,13 @@ def feature_options(config: Config) -> dict[str, Any]:
     accelerator's (:data:`FEATURE_BATCH`)."""
     batch = config["features"]["batch_size"] or FEATURE_BATCH[config["accelerator"]]
     return {"batch_size": batch, "precision": config["features"]["precision"]}
+
+
+def stability_options(config: Config) -> dict[str, Any]:
+    """The stability script's options: ``stability:`` less what rules consume, with the feature
+    scripts' batch size and precision."""
+    options = {k: v for k, v in config["stability"].items() if k not in STABILITY_RULE_KEYS}
+    return options | feature_options(config)
 
 
 def pretrain_options(config: Config) -> dict[str, Any]:

@@ -214,6 +214,8 @@ CONSUMED = {
     ("pretrain", "lars"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("pretrain", "adamw"): "only the chosen optimiser's section reaches the script (sgd here)",
     ("stability", "enabled"): "whether the stability jobs exist",
+    ("features", "threads"): "the extract_features jobs' threads (--threads; checked elsewhere)",
+    ("stability", "threads"): "the stability jobs' threads (--threads; checked elsewhere)",
     ("linear_eval", "patient_level"): "--group-by of the tasks' extra _patient jobs",
     ("pretrain", "cache_dtype"): "--dtype of the cache rule (checked below)",
 }
@@ -359,6 +361,17 @@ def test_every_torch_rule_passes_its_threads(tmp_path: Path) -> None:
         assert re.search(r" --threads [1-9]\d* ", job["shell"]), job["shell"]
     pretrain = next(job for job in jobs if job["rule"] == "pretrain")
     assert " --threads 2 " in pretrain["shell"]  # max(1, 0 workers) x 1 device + 1
+
+
+def test_feature_and_stability_jobs_take_their_configured_threads(tmp_path: Path) -> None:
+    jobs = _dry_run(tmp_path, features={"threads": 3}, stability={"threads": 5})
+    expected = {"extract_features": 3, "stability": 5}
+    seen = {job["rule"] for job in jobs if job["rule"] in expected}
+    assert seen == set(expected)
+    for job in jobs:
+        if job["rule"] in expected:
+            assert f" --threads {expected[job['rule']]} " in job["shell"], job["shell"]
+            assert job["shell"].count(" --threads ") == 1, job["shell"]
 
 
 @pytest.mark.parametrize("accelerator", ["cpu", "gpu"])
