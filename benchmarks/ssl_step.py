@@ -9,7 +9,9 @@ in one process on the same lesions, one after the other:
 - the new path: the scan's 1 mm grid cache (``write_grid_cache``), both windows sliced, the four
   views of a whole batch augmented at once by ``BatchedSSLViews`` on the CPU.
 
-Both are process CPU time per item with ``--threads`` torch threads. Two ratios against today's
+Both are process CPU time per item with ``--threads`` torch threads, the three (today's, the
+slices alone, the new path) run one after the other in each of ``--repeats`` rounds; medians over
+the rounds are printed, and each ratio's range over the rounds. Two ratios against today's
 (target <= 1/5): the workers' part of the new path (slicing, all the CPU does per item when the
 views are augmented on a GPU), and the whole new path run on this CPU.
 
@@ -27,7 +29,7 @@ machine with few cores that dominates; on a GPU the step does not need those cor
 
 Usage: ``python benchmarks/ssl_step.py [--backbone resnet50x2] [--batch-size 8] [--patch-size 50]
 [--workers 4] [--steps 5] [--device cpu|cuda] [--data demo|phantom] [--threads N]
-[--augment-on cpu|device] [--items 64]``
+[--augment-on cpu|device] [--items 64] [--repeats 3] [--no-step]``
 """
 
 from __future__ import annotations
@@ -101,8 +103,11 @@ def cpu_seconds(fn) -> float:
     return time.process_time() - start
 
 
-def input_cost(table_path: Path, cache: Path, folder: Path, args: argparse.Namespace) -> dict:
-    """CPU seconds per item of today's path and of the new one, on the same ``--items`` items."""
+def input_cost(
+    table_path: Path, cache: Path, folder: Path, args: argparse.Namespace
+) -> dict[str, list[float]]:
+    """CPU seconds per item of today's path and of the new one, on the same ``--items`` items,
+    one value per round of ``--repeats`` (the three paths run one after the other each round)."""
     table = read_cached_table(cache)
     rows = np.resize(np.arange(len(table)), args.items)
     seeds = table[list(COORD_COLUMNS)].to_numpy(np.float64)[rows]
@@ -143,7 +148,11 @@ def input_cost(table_path: Path, cache: Path, folder: Path, args: argparse.Names
 
     today(), new()  # warm-up: page cache, oneDNN kernels
     costs = {"today": today, "slices": slices, "new": new}
-    return {name: cpu_seconds(fn) / args.items for name, fn in costs.items()}
+    rounds: dict[str, list[float]] = {name: [] for name in costs}
+    for _ in range(args.repeats):  # interleaved: the machine's speed drifts within minutes
+        for name, fn in costs.items():
+            rounds[name].append(cpu_seconds(fn) / args.items)
+    return rounds
 
 
 def timed(device: str, fn, *args):
@@ -171,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--augment-on", choices=("cpu", "device"), default="cpu")
     parser.add_argument("--items", type=int, default=64, help="items of the per-item CPU cost")
     parser.add_argument("--no-step", action="store_true", help="part 1 only (no training step)")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds of part 1")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -199,25 +209,26 @@ def main(argv: list[str] | None = None) -> int:
         cache = cache_table_volumes(
             table, resolve_image_paths(table, table_path), Path(folder) / "c"
         )
-        cost = input_cost(table_path, cache, Path(folder), args)
+        rounds = input_cost(table_path, cache, Path(folder), args)
+        cost = {name: statistics.median(values) for name, values in rounds.items()}
         print(
             f"Part 1: CPU time per SSL item (lesion + negative, 4 views of {args.patch_size}^3), "
-            f"{args.items} items, batch {args.batch_size}, {torch.get_num_threads()} torch threads"
+            f"{args.items} items, batch {args.batch_size}, {torch.get_num_threads()} torch "
+            f"threads, medians of {args.repeats} interleaved rounds"
         )
+
+        def spread(part: str) -> str:
+            ratios = [a / b for a, b in zip(rounds[part], rounds["today"], strict=True)]
+            return f"{cost[part] / cost['today']:.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
         for name, value in (
             ("today: raw voxels, sample_patch x 2, MONAI x 4 (ms)", f"{1e3 * cost['today']:.2f}"),
             ("new, workers' part: grid cache slices x 2 (ms)", f"{1e3 * cost['slices']:.3f}"),
             ("new, all on this CPU: slices + BatchedSSLViews (ms)", f"{1e3 * cost['new']:.2f}"),
-            (
-                "workers' part / today (augmentation on a GPU)",
-                f"{cost['slices'] / cost['today']:.4f}",
-            ),
-            (
-                "all on this CPU / today (augmentation on the CPU)",
-                f"{cost['new'] / cost['today']:.3f}",
-            ),
+            ("workers' part / today (augmentation on a GPU; rounds)", spread("slices")),
+            ("all on this CPU / today (augmentation on the CPU; rounds)", spread("new")),
         ):
-            print(f"{name:<58}{value:>10}")
+            print(f"{name:<58}{value:>22}")
         if args.no_step:
             return 0
         fed = fed_step(cache, args, step)

@@ -129,8 +129,13 @@ class GridVolume:
         """
         start, stop, pad = window_bounds(self.grid, seed_lps, size)
         block = self.array[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
-        patch = (block.astype(np.float32) + np.float32(HU_OFFSET)) / np.float32(HU_SCALE)
-        return np.pad(patch, pad)[None]
+        # One float32 array written in place (the same values as casting, adding and dividing in
+        # three new arrays, which took 3-4 times as long per window here); padded only if needed.
+        patch = np.add(block, np.float32(HU_OFFSET), dtype=np.float32)
+        patch /= np.float32(HU_SCALE)
+        if np.any(pad):
+            patch = np.pad(patch, pad)
+        return patch[None]
 
     def random_seed_point(self, rng: np.random.Generator, size: int = 50, **kwargs) -> np.ndarray:
         """``random_seed_point`` on this grid (keyword arguments as there)."""

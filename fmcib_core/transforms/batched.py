@@ -416,7 +416,7 @@ def _histogram_shift_(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor
 
 
 def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Apply one (B, n, n) matrix per spatial axis, z then y then x: ``out = M @ x`` per axis.
+    """Apply one (B, n_out, n_in) matrix per spatial axis, z then y then x: ``M @ x`` per axis.
 
     Each product is one ``bmm`` that contracts the first spatial axis of the layout and writes
     the result with that axis last: (z, y, x) -> (y, x, z') -> (x, z', y') -> (z', y', x'). The
@@ -424,14 +424,18 @@ def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tens
     its input and the result comes back in (z, y, x) order.
 
     Args:
-        x: (B, 1, D, H, W) float32.
-        matrices: three (B, n, n) float32 tensors on ``x``'s device, for z, y and x.
+        x: (B, 1, D, H, W) float32 (D, H, W the matrices' n_in).
+        matrices: three (B, n_out, n_in) float32 tensors on ``x``'s device, for z, y and x.
+
+    Returns:
+        (B, 1, D', H', W'), the matrices' n_out.
     """
     b, _, d, h, w = x.shape
+    d2, h2, w2 = (m.shape[1] for m in matrices)
     y = x.reshape(b, d, h * w)
-    for m, rest in zip(matrices, ((h, w * d), (w, d * h), (d, h * w)), strict=True):
+    for m, rest in zip(matrices, ((h, w * d2), (w, d2 * h2), (d2, h2 * w2)), strict=True):
         y = torch.bmm(y.transpose(1, 2), m.transpose(1, 2)).reshape(b, *rest)
-    return y.reshape(b, 1, d, h, w)
+    return y.reshape(b, 1, d2, h2, w2)
 
 
 def _gaussian_kernels(sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -593,7 +597,11 @@ def apply_view_params(
     for c, start in enumerate(range(0, x.shape[0], chunk)):
         part = slice(start, start + chunk)
         if fold_all[c]:
-            y = _along_axes(x32[part], [m[part] for m in folded])
+            # The folded matrices' columns outside the chunk's crop boxes are zero: only the
+            # voxels inside are multiplied.
+            box = plan.boxes[c]
+            inside = x32[part][(slice(None), slice(None), *box)]
+            y = _along_axes(inside, [m[part][..., cut] for m, cut in zip(folded, box, strict=True)])
         else:
             # The crop returns a new tensor: the other steps write into it.
             y = plan.crop(x32[part], start)
