@@ -129,8 +129,9 @@ class GridVolume:
         """
         start, stop, pad = window_bounds(self.grid, seed_lps, size)
         block = self.array[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
-        # One float32 array written in place (the same values as casting, adding and dividing in
-        # three new arrays, which took 3-4 times as long per window here); padded only if needed.
+        # One float32 array written in place: the same values as casting, adding and dividing in
+        # three new arrays, in about half the time (demo grid caches, warm, 2026-12-02: 108 vs
+        # 209 us per window); padded only where the window leaves the grid.
         patch = np.add(block, np.float32(HU_OFFSET), dtype=np.float32)
         patch /= np.float32(HU_SCALE)
         if np.any(pad):
