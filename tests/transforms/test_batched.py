@@ -234,6 +234,21 @@ def test_smoothing_folded_into_the_crop_matches_monai_and_the_batched_path() -> 
         torch.testing.assert_close(one_by_one[i], _monai_view(x[i], params, i), atol=bound, rtol=0)
 
 
+def test_each_step_takes_a_permuted_input() -> None:
+    # Dense but not contiguous: clone() keeps such strides, so no step may assume a view works.
+    x = _batch(3, (12, 12, 12)).permute(0, 1, 4, 3, 2)
+    params = _params(11, 3, (12, 12, 12), p=1.0)
+    steps = [
+        lambda v: resized_crop_flip(v, params.crop_start, params.crop_size, params.flip_axis),
+        lambda v: histogram_shift(v, params.hist_points, params.hist_shift),
+        lambda v: histogram_shift(v, params.hist_points, torch.tensor([True, False, True])),
+        lambda v: gaussian_smooth(v, params.sigma, params.smooth),
+        lambda v: apply_view_params(v, params),
+    ]
+    for step in steps:
+        torch.testing.assert_close(step(x), step(x.contiguous()), atol=1e-6, rtol=0)
+
+
 def test_empty_batch_and_bad_chunk() -> None:
     views = BatchedSSLViews(0)
     assert views(torch.rand(0, 1, 8, 8, 8)).shape == (0, 1, 8, 8, 8)
