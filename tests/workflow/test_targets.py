@@ -110,10 +110,14 @@ def test_csv_flag_sits_beside_the_parquet() -> None:
 
 
 def test_finetune_options(demo_config: dict) -> None:
+    # the demo gives every init the same batch: set two different ones to tell them apart
+    demo_config = copy.deepcopy(demo_config)
+    demo_config["finetune"].update(batch_size=32, batch_size_random=8)
     random = rule_args.finetune_options(demo_config, "random")
     foundation = rule_args.finetune_options(demo_config, "foundation")
-    assert random["batch_size"] == demo_config["finetune"]["batch_size_random"]
-    assert foundation["batch_size"] == demo_config["finetune"]["batch_size"]
+    supervised = rule_args.finetune_options(demo_config, "supervised")
+    assert random["batch_size"] == 8
+    assert foundation["batch_size"] == supervised["batch_size"] == 32
     assert random["bootstrap"] == demo_config["linear_eval"]["bootstrap"]
     assert not {"inits", "batch_size_random"} & set(random)
     expected = set(demo_config["finetune"]) - {"inits", "batch_size_random"} | {"bootstrap"}
