@@ -34,7 +34,7 @@ from fmcib_core.data.patches import images_for_first, iter_patches
 from fmcib_core.io.features import FEATURE_PREFIX, feature_names
 from fmcib_core.io.tables import read_table, resolve_image_paths
 from fmcib_core.io.weights import load_into, load_weights
-from fmcib_core.models.backbone import build_backbone
+from fmcib_core.models.backbone import build_backbone, empty_backbone
 
 __all__ = [
     "PRECISIONS",
@@ -90,8 +90,7 @@ def load_backbone(
         log.info("random-init %s backbone (seed %d)", name, seed)
         return backbone.eval()
     loaded = load_weights(weights)
-    with torch.device("meta"):  # shapes only: the weights file fills every tensor
-        backbone = build_backbone(name)
+    backbone = empty_backbone(name)  # shapes only: the weights file fills every tensor
     load_into(backbone, loaded.trunk, what="backbone", source=loaded.path, assign=True)
     log.info("loaded %s backbone weights from %s", name, loaded.path)
     return backbone.eval()

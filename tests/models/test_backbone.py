@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
 from fmcib_core.models import BACKBONES, backbone_output_dim, build_backbone
+from fmcib_core.models.backbone import ChannelsLastMaxPool3d, empty_backbone
 
 
 def _meta_backbone(name: str) -> torch.nn.Module:
@@ -89,3 +92,56 @@ def test_unknown_name() -> None:
         build_backbone("resnet51")
     with pytest.raises(ValueError, match="unknown backbone"):
         backbone_output_dim("vit")
+
+
+def _with_plain_max_pool(model: torch.nn.Module) -> torch.nn.Module:
+    plain = copy.deepcopy(model)
+    pool = model.maxpool
+    plain.maxpool = torch.nn.MaxPool3d(
+        pool.kernel_size, pool.stride, pool.padding, pool.dilation, ceil_mode=pool.ceil_mode
+    )
+    return plain
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_channels_last_max_pool_changes_no_value_and_no_gradient(mode: str) -> None:
+    torch.manual_seed(0)
+    model = build_backbone("resnet10_w025")
+    assert isinstance(model.maxpool, ChannelsLastMaxPool3d)
+    plain = _with_plain_max_pool(model)
+    x = torch.randn(3, 1, 21, 18, 23)  # odd sides: windows cut by the padding on every axis
+    outs, grads = [], []
+    for net in (plain, model):
+        getattr(net, mode)()
+        y = net(x)
+        y.pow(2).sum().backward()
+        outs.append(y.detach())
+        grads.append([p.grad for p in net.parameters()])
+        with torch.no_grad():
+            assert torch.equal(net(x), y.detach())
+    assert torch.equal(*outs)
+    assert all(torch.equal(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_channels_last_max_pool_gradient_reaches_the_input() -> None:
+    pool = ChannelsLastMaxPool3d(3, 2, 1)
+    x = torch.randn(2, 4, 9, 8, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(pool, (x,))
+    reference = torch.nn.MaxPool3d(3, 2, 1)
+    assert torch.equal(pool(x), reference(x))
+    channels_last = x.detach().contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(pool(channels_last), reference(channels_last))
+
+
+def test_empty_backbone_has_the_layout_and_takes_weights() -> None:
+    torch.manual_seed(1)
+    trained = build_backbone("resnet10_w025").state_dict()
+    empty = empty_backbone("resnet10_w025")
+    state = empty.state_dict()
+    assert list(state) == list(trained)
+    assert all(t.is_meta and t.shape == trained[k].shape for k, t in state.items())
+    empty.load_state_dict(trained, strict=True, assign=True)
+    assert all(torch.equal(t, trained[k]) for k, t in empty.state_dict().items())
+    assert sum(p.numel() for p in empty_backbone("resnet50x2").parameters()) == 184_477_824
+    # the initialisers are skipped only while it builds, and only on meta tensors
+    assert build_backbone("resnet10_w025").conv1.weight.std() > 0
