@@ -11,14 +11,8 @@ from fmcib_core.models import BACKBONES, backbone_output_dim, build_backbone
 from fmcib_core.models.backbone import ChannelsLastMaxPool3d, empty_backbone
 
 
-def _meta_backbone(name: str) -> torch.nn.Module:
-    # The meta device builds the layout (shapes, names) without allocating or initialising memory.
-    with torch.device("meta"):
-        return build_backbone(name)
-
-
 def test_resnet50x2_parameter_count_and_keys() -> None:
-    model = _meta_backbone("resnet50x2")
+    model = empty_backbone("resnet50x2")
     assert sum(p.numel() for p in model.parameters()) == 184_477_824
     keys = list(model.state_dict())
     assert len(keys) == 322
@@ -35,7 +29,7 @@ def test_resnet50x2_parameter_count_and_keys() -> None:
 
 
 def test_resnet50x2_layout() -> None:
-    model = _meta_backbone("resnet50x2")
+    model = empty_backbone("resnet50x2")
     assert model.conv1.weight.shape == (128, 1, 7, 7, 7)
     assert model.conv1.stride == (2, 2, 2)
     assert model.conv1.padding == (3, 3, 3)
@@ -58,7 +52,7 @@ def test_resnet50x2_layout() -> None:
 )
 def test_output_shape(name: str, features: int) -> None:
     assert backbone_output_dim(name) == features
-    model = _meta_backbone(name)
+    model = empty_backbone(name)
     with torch.device("meta"):
         out = model(torch.empty(3, 1, 50, 50, 50))
     assert out.shape == (3, features)
