@@ -155,7 +155,7 @@ def make_demo_dataset(
         every type plus a few random extra ones. Task 2 ``malignancy``: a latent class makes
         lesions larger, brighter than benign ones of their type, lobulated and spiculated with an
         ill-defined margin, and heterogeneous with a necrotic core; the label is that class
-        flipped with probability 0.12. Each case is a patient with a latent aggressiveness
+        flipped with probability 0.05. Each case is a patient with a latent aggressiveness
         a ~ N(0, 1): each of their lesions is malignant with probability 1 / (1 + exp(-4 a)).
         Task 3 is the patient's outcome, the same in every row of a case: death time is Weibull
         (shape 1.2) with a hazard rising with a and with the mean over the patient's lesions of

@@ -210,7 +210,7 @@ def _draw_lesion(
     x exp(0.3 z)), brighter (enhancement +2 vs -2 SD of the type's HU slope), lobulated and
     spiculated, with an ill-defined (infiltrating) margin, heterogeneous with a necrotic core;
     spiculation and heterogeneity ~ Beta(6, 1.5) for malignant, Beta(1.5, 6) for benign lesions.
-    The Task 2 label is that class with 12% of labels flipped. The lesion's risk (its part of
+    The Task 2 label is that class with 5% of labels flipped. The lesion's risk (its part of
     the patient's Task 3 risk, :func:`patient_survival`) rises with size, the latent class and
     heterogeneity.
     """

@@ -272,12 +272,13 @@ def test_default_demo_is_big_enough_for_every_task_and_small_on_disk(tmp_path) -
         assert set(tables[f"task1_{split}"]["Coarse_lesion_type"]) == set(range(8))
     task2 = pd.concat([tables[f"task2_{s}"] for s in SPLITS])
     assert 0.35 < task2["malignancy"].mean() < 0.65
-    # Size carries signal but does not separate the classes; within a type it separates better.
+    # Size carries signal but does not separate the classes; within a type it separates better,
+    # up to the 0.95 that the 5% label noise leaves to any score (fmcib_core.demo.labels).
     auc = roc_auc_score(task2["malignancy"], task2["diameter_mm"])
     size_z = task2.groupby("lesion_type")["diameter_mm"].transform(
         lambda d: (d - d.mean()) / d.std()
     )
-    assert 0.55 < auc < 0.85 and auc < roc_auc_score(task2["malignancy"], size_z) < 0.9
+    assert 0.55 < auc < 0.9 and auc < roc_auc_score(task2["malignancy"], size_z) < 0.95
     task3 = pd.concat([tables[f"task3_{s}"] for s in SPLITS])
     assert 0.3 < task3["survival"].mean() < 0.7 and 0.5 < task3["event"].mean() < 0.95
     size = sum(p.stat().st_size for p in tmp_path.rglob("*") if p.is_file())
