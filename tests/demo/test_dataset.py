@@ -272,8 +272,9 @@ def test_default_demo_is_big_enough_for_every_task_and_small_on_disk(tmp_path) -
         assert set(tables[f"task1_{split}"]["Coarse_lesion_type"]) == set(range(8))
     task2 = pd.concat([tables[f"task2_{s}"] for s in SPLITS])
     assert 0.35 < task2["malignancy"].mean() < 0.65
-    # Size carries signal but does not separate the classes; within a type it separates better,
-    # up to the 0.95 that the 5% label noise leaves to any score (fmcib_core.demo.labels).
+    # Size carries signal but does not separate the classes; within a type it separates better.
+    # The upper bound 0.95 is the cap that the 5% label noise puts on any score
+    # (fmcib_core.demo.labels), so here it only catches labels without that noise.
     auc = roc_auc_score(task2["malignancy"], task2["diameter_mm"])
     size_z = task2.groupby("lesion_type")["diameter_mm"].transform(
         lambda d: (d - d.mean()) / d.std()
