@@ -6,10 +6,12 @@ The DDP run goes through the command line in a subprocess, as the workflow rule 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -250,9 +252,41 @@ def _script_env(**extra: str) -> dict[str, str]:
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free TCP port below the kernel's ephemeral range (where bind(0) would pick one).
+
+    Rank 1 dials rank 0's store before rank 0 listens; a port inside the range could be handed
+    to one of those dials as its own source port (a connection to itself), or to any other
+    outgoing connection in between, and the two ranks then never meet.
+    """
+    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
+    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
+    for port in random.Random().sample(range(20000, max(low, 20001)), 200):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free TCP port in 20000-{low - 1}")
+
+
+def _wait_for_ranks(ranks: list[subprocess.Popen], timeout: float) -> list[int]:
+    """Each rank's exit code; once one fails or ``timeout`` s pass, the others are killed (-9).
+
+    A rank left alone waits for a dead peer until DDP's own timeout (30 min).
+    """
+    deadline = time.monotonic() + timeout
+    try:
+        while any(rank.poll() is None for rank in ranks) and time.monotonic() < deadline:
+            if any(rank.returncode not in (None, 0) for rank in ranks):
+                break
+            time.sleep(0.2)
+    finally:
+        for rank in ranks:
+            if rank.poll() is None:
+                rank.kill()
+                rank.wait()
+    return [rank.returncode for rank in ranks]
 
 
 def _ddp_args(cache: Path, folder: Path, *extra: str) -> list[str]:
@@ -305,9 +339,10 @@ def test_ranks_that_srun_starts_train_as_lightnings_do(ddp_local, cache, tmp_pat
         env = _script_env(**slurm, SLURM_PROCID=str(rank), SLURM_LOCALID=str(rank))
         with open(log_file, "w") as err:
             ranks.append(subprocess.Popen(args, stderr=err, env=env, cwd=tmp_path))
-    codes = [process.wait(timeout=300) for process in ranks]
+    codes = _wait_for_ranks(ranks, timeout=300)
     stderr = [log_file.read_text(errors="replace") for log_file in logs]
-    assert codes == [0, 0], "\n".join(text[-3000:] for text in stderr)
+    tails = [f"rank {i} (exit {codes[i]}):\n{text[-3000:]}" for i, text in enumerate(stderr)]
+    assert codes == [0, 0], "\n".join(tails)
     for rank, text in enumerate(stderr):
         assert f"rank {rank} of 2 (SLURM_PROCID {rank})" in text
         assert "torch threads: 2 intra-op, 2 inter-op" in text
