@@ -303,8 +303,8 @@ def ddp_local(cache, tmp_path_factory) -> tuple[Path, str]:
     # would give each rank the node's CPUs / 2)
     result = subprocess.run(
         _ddp_args(cache, folder, "--threads", "6"),
-        capture_output=True, encoding="utf-8", errors="replace", env=_script_env(), cwd=folder,
-        timeout=300,
+        capture_output=True, encoding="utf-8", errors="replace", cwd=folder, timeout=300,
+        env=_script_env(MASTER_PORT=str(_free_port())),  # else Lightning's pick, by bind(0)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, result.stderr
