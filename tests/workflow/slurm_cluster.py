@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.ports import free_ports
 
 __all__ = ["NODE", "PACKAGES", "SlurmCluster", "SlurmError", "ensure_installed"]
 
@@ -120,12 +121,6 @@ def ensure_installed() -> str | None:
     return f"installed {' '.join(PACKAGES)} but {missing} are still missing" if missing else None
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _hardware() -> dict[str, str]:
     """CPUs, sockets, cores, threads and RealMemory as slurmd itself detects them."""
     out = subprocess.run(
@@ -164,11 +159,12 @@ class SlurmCluster:
         root.chmod(0o755)
         conf = root / "etc" / "slurm.conf"
         munge_socket = root / "munge" / "munge.socket"
+        ctld_port, slurmd_port = free_ports(2)
         values = {
             "root": root,
             "node": NODE,
-            "ctld_port": _free_port(),
-            "slurmd_port": _free_port(),
+            "ctld_port": ctld_port,
+            "slurmd_port": slurmd_port,
             "munge_socket": munge_socket,
             "min_job_age": MIN_JOB_AGE_S,
             **_hardware(),

@@ -6,9 +6,7 @@ The DDP run goes through the command line in a subprocess, as the workflow rule 
 from __future__ import annotations
 
 import os
-import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +19,7 @@ import torch
 from fmcib_core.io.weights import load_into, load_weights
 from fmcib_core.models import build_backbone
 from fmcib_core.optim import scaled_lr
+from tests.ports import free_ports
 from tests.train import write_lesion_table
 from tests.workflow_scripts import SCRIPTS, import_script, with_schema_defaults
 from tests.workflow_scripts import test_write_errors as write_errors
@@ -251,25 +250,6 @@ def _script_env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONPATH": str(ROOT), **extra}
 
 
-def _free_port() -> int:
-    """A free TCP port below the kernel's ephemeral range (where bind(0) would pick one).
-
-    Rank 1 dials rank 0's store before rank 0 listens; a port inside the range could be handed
-    to one of those dials as its own source port (a connection to itself), or to any other
-    outgoing connection in between, and the two ranks then never meet.
-    """
-    ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range")
-    low = int(ephemeral.read_text().split()[0]) if ephemeral.exists() else 32768
-    for port in random.Random().sample(range(20000, max(low, 20001)), 200):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free TCP port in 20000-{low - 1}")
-
-
 def _wait_for_ranks(ranks: list[subprocess.Popen], timeout: float) -> list[int]:
     """Each rank's exit code; once one fails or ``timeout`` s pass, the others are killed (-9).
 
@@ -304,7 +284,7 @@ def ddp_local(cache, tmp_path_factory) -> tuple[Path, str]:
     result = subprocess.run(
         _ddp_args(cache, folder, "--threads", "6"),
         capture_output=True, encoding="utf-8", errors="replace", cwd=folder, timeout=300,
-        env=_script_env(MASTER_PORT=str(_free_port())),  # else Lightning's pick, by bind(0)
+        env=_script_env(MASTER_PORT=str(free_ports()[0])),  # else Lightning's pick, by bind(0)
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     return folder, result.stderr
@@ -332,7 +312,7 @@ def test_ranks_that_srun_starts_train_as_lightnings_do(ddp_local, cache, tmp_pat
     slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1",
              "SLURM_NODEID": "0", "SLURM_NODELIST": "localhost", "SLURM_JOB_ID": "4242",
              "SLURM_JOB_NAME": "pretrain", "MASTER_ADDR": "127.0.0.1",
-             "MASTER_PORT": str(_free_port())}  # fmt: skip
+             "MASTER_PORT": str(free_ports()[0])}  # fmt: skip
     logs = [tmp_path / f"rank{rank}.err" for rank in (0, 1)]
     ranks = []
     for rank, log_file in enumerate(logs):
