@@ -11,15 +11,18 @@ _LOWEST = 20000
 
 
 def free_ports(count: int = 1) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1, below the kernel's ephemeral range.
+    """``count`` distinct TCP ports free on 127.0.0.1, outside the kernel's ephemeral range.
 
     ``bind(0)`` would pick one inside that range, where it can be handed out again as the source
     port of any outgoing connection before the server binds it: a DDP rank dialling its store
     before rank 0 listens can even be given it and connect to itself. The server then cannot bind.
+    Ports come from 20000 up to the range, or from above it where it starts at 20000 or lower.
     """
-    low = int(_EPHEMERAL.read_text().split()[0]) if _EPHEMERAL.exists() else 32768
+    low, high = map(int, _EPHEMERAL.read_text().split()) if _EPHEMERAL.exists() else (32768, 60999)
+    # Where the range starts at or below _LOWEST, the ports above it are outside it.
+    candidates = range(_LOWEST, low) if low > _LOWEST else range(high + 1, 65536)
     ports: list[int] = []
-    for port in random.Random().sample(range(_LOWEST, max(low, _LOWEST + 1)), 500):
+    for port in random.Random().sample(candidates, min(500, len(candidates))):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -28,4 +31,7 @@ def free_ports(count: int = 1) -> list[int]:
         ports.append(port)
         if len(ports) == count:
             return ports
-    raise RuntimeError(f"fewer than {count} free TCP port(s) in {_LOWEST}-{low - 1}")
+    raise RuntimeError(
+        f"fewer than {count} free TCP port(s) at or above {_LOWEST} outside the ephemeral range "
+        f"{low}-{high} ({_EPHEMERAL})"
+    )
