@@ -7,7 +7,8 @@ in one process on the same lesions, one after the other:
   (``write_volume_cache``), both windows interpolated with ``sample_patch``, each view augmented
   per item with the MONAI chain ``ssl_view_transform``;
 - the new path: the scan's 1 mm grid cache (``write_grid_cache``), both windows sliced, the four
-  views of a whole batch augmented at once by ``BatchedSSLViews`` on the CPU.
+  views of a whole batch augmented in one call, ``BatchedSSLViews.views_of``, on the CPU, as
+  pretraining with ``augment_on: device`` does.
 
 Both are process CPU time per item with ``--threads`` torch threads, the three (today's, the
 slices alone, the new path) run one after the other in each of ``--repeats`` rounds; medians over
@@ -142,9 +143,8 @@ def input_cost(
 
     def new() -> None:
         for start in range(0, args.items, args.batch_size):
-            for batch in windows(start):
-                batch = torch.from_numpy(batch)
-                augment(batch), augment(batch)
+            lesions, negatives = (torch.from_numpy(batch) for batch in windows(start))
+            augment.views_of([lesions, lesions, negatives, negatives])  # as SSLModule does
 
     today(), new()  # warm-up: page cache, oneDNN kernels
     costs = {"today": today, "slices": slices, "new": new}

@@ -60,7 +60,8 @@ class SSLModule(L.LightningModule):
         scheduler_factory: builds the learning-rate scheduler from the optimiser; stepped after
             every optimiser step.
         augment: (B, 1, D, H, W) -> one augmented view of each sample, same shape (e.g.
-            ``fmcib_core.transforms.BatchedSSLViews``); None: batches are already augmented.
+            ``fmcib_core.transforms.BatchedSSLViews``, whose ``views_of`` is then given the four
+            batches at once); None: batches are already augmented.
     """
 
     def __init__(
@@ -90,9 +91,13 @@ class SSLModule(L.LightningModule):
                 f"got {len(batch)}"
             )
         lesion, negative = batch
+        sources = [lesion, lesion, negative, negative]
         with torch.no_grad():
-            return [self.augment(lesion), self.augment(lesion),
-                    self.augment(negative), self.augment(negative)]  # fmt: skip
+            # BatchedSSLViews computes the four in one pass (the same views as four calls).
+            views_of = getattr(self.augment, "views_of", None)
+            if views_of is not None:
+                return views_of(sources)
+            return [self.augment(source) for source in sources]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Patches (N, 1, D, H, W) -> projections (N, E)."""

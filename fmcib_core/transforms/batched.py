@@ -14,7 +14,8 @@ independently drawn parameters:
 3. histogram shift with 10 control points, p 0.5 (MONAI ``RandHistogramShift``): reference points
    ``linspace(0, 1, K)``, floating points ``f_0 = 0``, ``f_{K-1} = 1``,
    ``f_i ~ U(f_{i-1}, r_{i+1})`` drawn in order (so non-decreasing), both scaled to the sample's
-   ``[min, max]``; voxels are mapped piecewise linearly; a constant sample is left as is;
+   ``[min, max]``; voxels are mapped piecewise linearly; a constant sample is left as is, and
+   one holding NaN or inf becomes NaN everywhere, as in MONAI (the clip then makes it 0);
 4. Gaussian smoothing, p 0.5, per-axis sigma ``~ U(0.25, 1.5)`` voxels (MONAI
    ``RandGaussianSmooth``): the ``"erf"`` kernel, truncated at radius
    ``int(max(4 sigma, 0.5) + 0.5)``, not renormalised (it sums to slightly below 1, as MONAI's),
@@ -32,6 +33,11 @@ histogram shift and smoothing compute only the samples they apply to, in the ten
 returned. On the CPU the samples are computed one at a time (:func:`apply_view_params`'s
 ``chunk``): a batch's 4 MB intermediates went back to the operating system and were faulted in
 again on every call (about 400-600 page faults per view), one sample's stay in the allocator.
+There each sample goes from crop to clip into its slot of the output while it is in the cache,
+and its histogram-shift tables (10 numbers) are computed with numpy, whose cost per operation on
+such small arrays is a fraction of torch's; :meth:`BatchedSSLViews.views_of` computes the four
+views of an SSL batch in one call, so that the per-batch tables (crop taps, smoothing matrices)
+are built once for them.
 
 Measured on this project's 2-core CPU (one thread, batches of 8 views of 50^3, the machine's speed
 varies by up to 1.5x within an hour, so only figures from one run compare). 2026-12-01: one
@@ -63,6 +69,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -111,6 +118,12 @@ class ViewParams:
     def batch_size(self) -> int:
         """B, the number of samples."""
         return int(self.flip_axis.shape[0])
+
+    @staticmethod
+    def cat(parts: Sequence[ViewParams]) -> ViewParams:
+        """The parameters of several batches, one after the other, as one batch's."""
+        fields = ViewParams.__dataclass_fields__
+        return ViewParams(**{f: torch.cat([getattr(p, f) for p in parts]) for f in fields})
 
     def check(self, spatial_shape: Sequence[int]) -> None:
         """Raise ValueError unless the fields' shapes agree and every crop box fits the volume.
@@ -360,11 +373,14 @@ def _shift_every_(x: torch.Tensor, points: torch.Tensor, reference: torch.Tensor
     xp, fp = reference * span + lo, points * span + lo
     slope = fp.diff(dim=1) / xp.diff(dim=1)
     intercept = fp[:, :-1] - slope * xp[:, :-1]
-    varies = span > 0  # MONAI returns a constant sample as it is: slope 1, intercept 0
-    slope, intercept = slope.where(varies, 1.0), intercept.where(varies, 0.0)
-    scale = torch.where(varies, (k - 1) / span, 0.0)
+    # MONAI returns a constant sample as it is (slope 1, intercept 0). A sample holding NaN or
+    # inf has a span that is not finite and NaN tables, which make every voxel NaN, as MONAI's
+    # (the clip then makes them 0); its segments are NaN, mapped to 0 to stay in the tables.
+    constant = span == 0
+    slope, intercept = slope.where(~constant, 1.0), intercept.where(~constant, 0.0)
+    scale = torch.where(constant, 0.0, (k - 1) / span)
     # Each voxel's segment as an int32 row of the samples' flattened (b * (K - 1)) tables.
-    segment = torch.sub(flat, lo).mul_(scale).clamp_(0, k - 2).int()
+    segment = torch.sub(flat, lo).mul_(scale).nan_to_num_(0.0).clamp_(0, k - 2).int()
     if b > 1:
         segment += torch.arange(0, b * (k - 1), k - 1, dtype=torch.int32, device=x.device)[:, None]
     segment = segment.view(-1)
@@ -375,6 +391,37 @@ def _shift_every_(x: torch.Tensor, points: torch.Tensor, reference: torch.Tensor
         out=flat.view(-1),
     )
     return x
+
+
+def _shift_one_(x: torch.Tensor, points: np.ndarray, reference: np.ndarray) -> None:
+    """:func:`_shift_every_` of one contiguous CPU sample, written into it, with its (K - 1)
+    tables computed by numpy in float32: the same IEEE operations, so the same values, at a
+    fraction of the per-operation cost of torch on tensors of 10 elements.
+
+    Args:
+        x: a contiguous float32 CPU tensor, one sample.
+        points: (K,) float32 floating control points.
+        reference: (K,) float32 reference points.
+    """
+    flat = x.view(-1)
+    lo, hi = np.float32(flat.amin().item()), np.float32(flat.amax().item())
+    span = hi - lo
+    if span == 0:  # MONAI returns a constant sample as it is
+        return
+    if not np.isfinite(span):  # NaN or inf in the sample: every voxel NaN, as MONAI's
+        flat.fill_(float("nan"))
+        return
+    xp, fp = reference * span + lo, points * span + lo
+    slope = np.diff(fp) / np.diff(xp)
+    intercept = fp[:-1] - slope * xp[:-1]
+    scale = (np.float32(1) / span) * np.float32(len(points) - 1)  # torch's (K - 1) / span
+    segment = torch.sub(flat, float(lo)).mul_(float(scale)).clamp_(0, len(points) - 2).int()
+    torch.addcmul(
+        torch.from_numpy(intercept).index_select(0, segment),
+        torch.from_numpy(slope).index_select(0, segment),
+        flat,
+        out=flat,
+    )
 
 
 def _histogram_shift_(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -391,7 +438,9 @@ def _histogram_shift_(x: torch.Tensor, points: torch.Tensor, apply: torch.Tensor
     return x
 
 
-def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tensor:
+def _along_axes(
+    x: torch.Tensor, matrices: Sequence[torch.Tensor], *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Apply one (B, n_out, n_in) matrix per spatial axis, z then y then x: ``M @ x`` per axis.
 
     Each product is one ``bmm`` that contracts the first spatial axis of the layout and writes
@@ -402,16 +451,20 @@ def _along_axes(x: torch.Tensor, matrices: Sequence[torch.Tensor]) -> torch.Tens
     Args:
         x: (B, 1, D, H, W) float32 (D, H, W the matrices' n_in).
         matrices: three (B, n_out, n_in) float32 tensors on ``x``'s device, for z, y and x.
+        out: a contiguous tensor of B * D' * H' * W' elements that the last product writes (it
+            may be ``x`` itself: the first product has read ``x`` by then), or None for a new one.
 
     Returns:
-        (B, 1, D', H', W'), the matrices' n_out.
+        (B, 1, D', H', W'), the matrices' n_out (``out``'s storage when given).
     """
     b, _, d, h, w = x.shape
     d2, h2, w2 = (m.shape[1] for m in matrices)
     y = x.reshape(b, d, h * w)
-    for m, rest in zip(matrices, ((h, w * d2), (w, d2 * h2), (d2, h2 * w2)), strict=True):
+    for m, rest in zip(matrices[:2], ((h, w * d2), (w, d2 * h2)), strict=True):
         y = torch.bmm(y.transpose(1, 2), m.transpose(1, 2)).reshape(b, *rest)
-    return y.reshape(b, 1, d2, h2, w2)
+    last = out.view(b, d2 * h2, w2) if out is not None else None
+    y = torch.bmm(y.transpose(1, 2), matrices[2].transpose(1, 2), out=last)
+    return y.view(b, 1, d2, h2, w2)
 
 
 def _gaussian_kernels(sigma: torch.Tensor, apply: torch.Tensor) -> torch.Tensor:
@@ -459,12 +512,15 @@ def _smooth_matrices(sigma: torch.Tensor, spatial: Sequence[int]) -> list[torch.
     """Each sample's banded (n, n) smoothing matrix per axis (z, y, x): three (B, n, n) float32
     on the CPU (see :func:`gaussian_smooth`)."""
     kernels = _gaussian_kernels(sigma.cpu(), torch.ones(sigma.shape[0], dtype=torch.bool))
-    radius = (kernels.shape[-1] - 1) // 2
+    b, _, taps = kernels.shape
+    radius = (taps - 1) // 2
     matrices = []
     for axis, n in enumerate(spatial):
-        offset = torch.arange(n)[None, :] - torch.arange(n)[:, None]  # column - row
-        taps = kernels[:, axis][:, (offset.clamp(-radius, radius) + radius)]
-        matrices.append(torch.where(offset.abs() <= radius, taps, 0.0))
+        # Row i of a Toeplitz matrix is the window [n - 1 - i, 2n - 1 - i) of the kernel padded
+        # to 2n - 1 taps centred at n - 1: windows of the padded kernel in reverse order.
+        padded = kernels.new_zeros(b, 2 * n - 1 + 2 * radius)
+        padded[:, n - 1 : n + 2 * radius] = kernels[:, axis]
+        matrices.append(padded[:, radius : 2 * n - 1 + radius].unfold(1, n, 1).flip(1))
     return matrices
 
 
@@ -507,6 +563,67 @@ def _check_input(x: torch.Tensor) -> None:
         )
 
 
+def _one_sample_at_a_time(
+    samples: Sequence[torch.Tensor],
+    out: torch.Tensor,
+    plan: _CropPlan,
+    params: ViewParams,
+    matrices: Sequence[torch.Tensor] | None,
+    folded: Sequence[torch.Tensor] | None,
+) -> None:
+    """Compute every view into ``out`` one sample at a time (``chunk`` 1, the CPU's default).
+
+    The same operations as the chunked loop of :func:`apply_view_params` on one sample, in the
+    same order, so the same values bit for bit; each sample goes from crop to clip while its
+    voxels are in the cache, the crop's last pass and the last smoothing product write into the
+    sample's slot of ``out``, and the per-sample index tables are split once per batch, which
+    leaves about a third of the chunked loop's small operations per sample.
+
+    Args:
+        samples: B (D, H, W) float32 inputs.
+        out: (B, 1, D, H, W) float32, written.
+        plan: the batch's :class:`_CropPlan` with ``chunk`` 1.
+        params: the batch's parameters (CPU flags).
+        matrices: the per-axis (B, n, n) smoothing matrices on ``out``'s device, or None when no
+            sample is smoothed.
+        folded: the per-axis (B, n, n) products of smoothing and interpolation matrices of the
+            samples smoothed without a histogram shift (other rows zero), or None when there is
+            none.
+    """
+    d, h, w = out.shape[2:]
+    hist, smooth = params.hist_shift.tolist(), params.smooth.tolist()
+    x_lo, x_hi, x_w = (t[:, None, None].unbind(0) for t in plan.x_taps)
+    z_lo, z_hi = (t.unbind(0) for t in plan.z_taps[:2])
+    y_lo, y_hi = (t.unbind(0) for t in plan.y_taps[:2])
+    z_w, y_w = (t[2][..., None].unbind(0) for t in (plan.z_taps, plan.y_taps))
+    points = params.hist_points.cpu().float().numpy()
+    reference = reference_control_points(points.shape[1]).float().numpy()
+    smoothing = [m.split(1) for m in matrices] if matrices is not None else None
+    folding = [m.split(1) for m in folded] if folded is not None else None
+    for i, (x, slot) in enumerate(zip(samples, out[:, 0], strict=True)):
+        box = plan.boxes[i]
+        inside = x[box]
+        if smooth[i] and not hist[i]:
+            # The folded matrices' columns outside the crop box are zero: only the voxels
+            # inside are multiplied.
+            m = [f[i][..., cut] for f, cut in zip(folding, box, strict=True)]
+            _along_axes(inside[None, None], m, out=slot)
+        else:
+            dz, hy = inside.shape[:2]
+            shape = (dz, hy, w)
+            y = inside.gather(2, x_lo[i].expand(shape))
+            rows = y.lerp_(inside.gather(2, x_hi[i].expand(shape)), x_w[i]).view(dz, hy * w)
+            y = rows.index_select(0, z_lo[i]).lerp_(rows.index_select(0, z_hi[i]), z_w[i])
+            rows, lines = y.view(d * hy, w), slot.view(d * h, w)
+            torch.index_select(rows, 0, y_lo[i], out=lines)
+            lines.lerp_(rows.index_select(0, y_hi[i]), y_w[i])
+            if hist[i]:
+                _shift_one_(slot, points[i], reference)
+            if smooth[i]:
+                _along_axes(slot[None, None], [m[i] for m in smoothing], out=slot)
+        _clip_below_zero_(slot)
+
+
 def apply_view_params(
     x: torch.Tensor, params: ViewParams, *, chunk: int | None = None
 ) -> torch.Tensor:
@@ -532,41 +649,55 @@ def apply_view_params(
     _check_input(x)
     if params.batch_size != x.shape[0]:
         raise ValueError(f"params are for {params.batch_size} samples, x has {x.shape[0]}")
-    params.check(x.shape[2:])
+    return _apply([x], params, chunk)[0]
+
+
+def _apply(
+    batches: Sequence[torch.Tensor], params: ViewParams, chunk: int | None
+) -> list[torch.Tensor]:
+    """:func:`apply_view_params` of the batches' samples in order, ``params`` for all of them:
+    one view per batch, each of its batch's shape (the batches checked to agree)."""
+    x = batches[0]
+    spatial = x.shape[2:]
+    params.check(spatial)
+    b = params.batch_size
     if chunk is None:
-        chunk = 1 if x.device.type == "cpu" else max(1, x.shape[0])
+        chunk = 1 if x.device.type == "cpu" else max(1, b)
     if chunk < 1:
         raise ValueError(f"chunk must be at least 1, got {chunk}")
-    x32 = x.float()
-    out = torch.empty_like(x32)
-    if x.shape[0] == 0:
-        return out.to(x.dtype)
-    spatial = x.shape[2:]
+    out = torch.empty((b, 1, *spatial), dtype=torch.float32, device=x.device)
+    sizes = [batch.shape[0] for batch in batches]
+    if b == 0:
+        return list(out.to(x.dtype).split(sizes))
     # The small per-sample tables are built once for the batch, then sliced per chunk.
     taps = _crop_taps(params.crop_start, params.crop_size, params.flip_axis, spatial)
     plan = _crop_plan(taps, spatial, chunk, x.device)
     hist, smooth = params.hist_shift.cpu(), params.smooth.cpu()
-    points = params.hist_points.to(x.device, torch.float32)
-    reference = reference_control_points(points.shape[1]).float().to(x.device)[None]
     # Smoothing right after the crop (no histogram shift in between) is folded into the crop:
     # on each axis, one product with the smoothing matrix times the interpolation matrix.
     fold = smooth & ~hist
-    hist_all = [bool(part.all()) for part in hist.split(chunk)]
-    hist_any = [bool(part.any()) for part in hist.split(chunk)]
-    smooth_any = [bool(part.any()) for part in (smooth & ~fold).split(chunk)]
-    fold_all = [bool(part.all()) for part in fold.split(chunk)]
     matrices = _smooth_matrices(params.sigma, spatial) if bool(smooth.any()) else None
     on_device = _on(x.device, matrices) if matrices is not None else None
     folded = None
-    if matrices is not None and any(fold_all):
+    if matrices is not None and bool(fold.any()):
         index = fold.nonzero().flatten()
         crops = _interpolation_matrices([[t[index] for t in tap] for tap in taps], spatial)
         products = [(m[index].double() @ r).float() for m, r in zip(matrices, crops, strict=True)]
         folded = _on(
-            x.device,
-            [p.new_zeros((x.shape[0], *p.shape[1:])).index_copy_(0, index, p) for p in products],
+            x.device, [p.new_zeros((b, *p.shape[1:])).index_copy_(0, index, p) for p in products]
         )
-    for c, start in enumerate(range(0, x.shape[0], chunk)):
+    if chunk == 1:
+        samples = [sample[0] for batch in batches for sample in batch.float().unbind(0)]
+        _one_sample_at_a_time(samples, out, plan, params, on_device, folded)
+        return list(out.to(x.dtype).split(sizes))
+    x32 = torch.cat([batch.float() for batch in batches]) if len(batches) > 1 else x.float()
+    points = params.hist_points.to(x.device, torch.float32)
+    reference = reference_control_points(points.shape[1]).float().to(x.device)[None]
+    hist_all = [bool(part.all()) for part in hist.split(chunk)]
+    hist_any = [bool(part.any()) for part in hist.split(chunk)]
+    smooth_any = [bool(part.any()) for part in (smooth & ~fold).split(chunk)]
+    fold_all = [bool(part.all()) for part in fold.split(chunk)]
+    for c, start in enumerate(range(0, b, chunk)):
         part = slice(start, start + chunk)
         if fold_all[c]:
             # The folded matrices' columns outside the chunk's crop boxes are zero: only the
@@ -584,7 +715,7 @@ def apply_view_params(
             if smooth_any[c]:
                 y = _smooth_with_(y, [m[part] for m in on_device], smooth[part])
         torch.clamp(y, min=0, out=out[part]).nan_to_num_(nan=0.0, posinf=float("inf"))
-    return out.to(x.dtype)
+    return list(out.to(x.dtype).split(sizes))
 
 
 class BatchedSSLViews(nn.Module):
@@ -640,8 +771,10 @@ class BatchedSSLViews(nn.Module):
         self.flip_prob, self.hist_prob, self.smooth_prob = flip_prob, hist_prob, smooth_prob
         self.num_control_points = num_control_points
 
-    def _uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
-        u = torch.rand(shape, generator=self.generator, dtype=torch.float64)
+    def _uniform(self, *shape: int, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+        # Drawn by torch's generator, computed on with numpy: the same float64 operations at a
+        # fraction of torch's cost per operation on arrays of a batch's size.
+        u = torch.rand(shape, generator=self.generator, dtype=torch.float64).numpy()
         return low + (high - low) * u
 
     def draw_params(self, batch_size: int, spatial_shape: Sequence[int]) -> ViewParams:
@@ -663,29 +796,29 @@ class BatchedSSLViews(nn.Module):
         if len(spatial_shape) != 3:
             raise ValueError(f"spatial_shape must be (D, H, W), got {tuple(spatial_shape)}")
         b, k = batch_size, self.num_control_points
-        n = torch.tensor(tuple(spatial_shape), dtype=torch.float64)
+        n = np.array(tuple(spatial_shape), dtype=np.float64)
         frac = self._uniform(b, 1, low=self.scale[0], high=self.scale[1])
-        size = torch.clamp(torch.round(frac * n), min=1)
-        start = torch.minimum(torch.floor(self._uniform(b, 3) * (n - size + 1)), n - size)
+        size = np.maximum(np.round(frac * n), 1)  # numpy rounds half to even, as torch
+        start = np.minimum(np.floor(self._uniform(b, 3) * (n - size + 1)), n - size)
         flip = self._uniform(b) < self.flip_prob
-        axis = torch.randint(0, 3, (b,), generator=self.generator)
+        axis = torch.randint(0, 3, (b,), generator=self.generator).numpy()
         hist = self._uniform(b) < self.hist_prob
-        ref = reference_control_points(k)
+        ref = reference_control_points(k).numpy()
         steps = self._uniform(b, k - 2)
-        points = ref.repeat(b, 1)
+        points = np.tile(ref, (b, 1))
         for i in range(1, k - 1):
             previous = points[:, i - 1]
             points[:, i] = previous + (ref[i + 1] - previous) * steps[:, i - 1]
         smooth = self._uniform(b) < self.smooth_prob
         sigma = self._uniform(b, 3, low=self.sigma[0], high=self.sigma[1])
         return ViewParams(
-            crop_start=start.long(),
-            crop_size=size.long(),
-            flip_axis=torch.where(flip, axis, -1),
-            hist_shift=hist,
-            hist_points=points,
-            smooth=smooth,
-            sigma=sigma,
+            crop_start=torch.from_numpy(start.astype(np.int64)),
+            crop_size=torch.from_numpy(size.astype(np.int64)),
+            flip_axis=torch.from_numpy(np.where(flip, axis, -1)),
+            hist_shift=torch.from_numpy(hist),
+            hist_points=torch.from_numpy(points),
+            smooth=torch.from_numpy(smooth),
+            sigma=torch.from_numpy(sigma),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -699,6 +832,35 @@ class BatchedSSLViews(nn.Module):
         """
         _check_input(x)
         return apply_view_params(x, self.draw_params(x.shape[0], x.shape[2:]))
+
+    def views_of(self, batches: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """One augmented view of every sample of each batch, the batches computed together.
+
+        The parameters are drawn batch after batch, as calling the module on each in turn draws
+        them, so the views are those calls' (bit for bit on the CPU, where samples are computed
+        one at a time), while the per-batch tables are built once for all of them: the four
+        views of an SSL batch, ``views_of([lesion, lesion, negative, negative])``, cost about
+        a fifth less CPU time this way than in four calls (batches of 8 of 50^3).
+
+        Args:
+            batches: (B_i, 1, D, H, W) floating tensors of one dtype, device and spatial shape.
+
+        Returns:
+            One (B_i, 1, D, H, W) tensor per batch, of the batches' dtype and device, values >= 0.
+        """
+        if not batches:
+            raise ValueError("views_of needs at least one batch")
+        for x in batches:
+            _check_input(x)
+        first = batches[0]
+        for x in batches[1:]:
+            if x.shape[1:] != first.shape[1:] or x.dtype != first.dtype or x.device != first.device:
+                raise ValueError(
+                    f"every batch must match the first one's dtype, device and shape "
+                    f"{tuple(first.shape[1:])}; got {x.dtype} {x.device} {tuple(x.shape[1:])}"
+                )
+        params = ViewParams.cat([self.draw_params(x.shape[0], x.shape[2:]) for x in batches])
+        return _apply(batches, params, None)
 
     def extra_repr(self) -> str:
         return (

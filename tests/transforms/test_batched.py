@@ -164,6 +164,34 @@ def test_histogram_shift_matches_monai_per_sample() -> None:
     torch.testing.assert_close(out[4:], x[4:], atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("chunk", [1, 6])
+def test_histogram_shift_of_a_sample_holding_nan_or_inf_is_nan_as_in_monai(chunk: int) -> None:
+    """MONAI's map of a sample whose min or max is not finite is NaN everywhere (the clip then
+    gives 0); the batched shift gave an IndexError from its table look-up before."""
+    x = _batch(6, (12, 12, 12)) * 2 - 0.5
+    x[1, 0, 3, 4, 5], x[4, 0, 0, 0, 0] = float("nan"), float("inf")
+    params = replace(
+        _params(2, 6, (12, 12, 12), p=1.0),
+        smooth=torch.zeros(6, dtype=torch.bool),
+        crop_start=torch.zeros(6, 3, dtype=torch.long),
+        crop_size=torch.full((6, 3), 12),
+        flip_axis=torch.full((6,), -1),
+    )
+    shift = RandHistogramShift(num_control_points=10, prob=1.0)
+    shift.set_random_state(0)
+    assert bool(torch.as_tensor(shift(x[1])).isnan().all())
+    out = apply_view_params(x, params, chunk=chunk)
+    assert float(out[[1, 4]].abs().max()) == 0.0
+    rest = [0, 2, 3, 5]
+    torch.testing.assert_close(out[rest], apply_view_params(x[rest], _take(params, rest)))
+    assert bool(histogram_shift(x, params.hist_points, params.hist_shift)[[1, 4]].isnan().all())
+
+
+def _take(params: ViewParams, rows: list[int]) -> ViewParams:
+    fields = ViewParams.__dataclass_fields__
+    return ViewParams(**{f: getattr(params, f)[rows] for f in fields})
+
+
 @pytest.mark.parametrize("k", [3, 10, 17])
 def test_reference_points_are_numpy_linspace(k: int) -> None:
     np.testing.assert_array_equal(reference_control_points(k).numpy(), np.linspace(0, 1, k))
@@ -348,6 +376,33 @@ def test_same_seed_same_views_different_seed_different_views() -> None:
     assert not torch.equal(views[0], other(x))
     shared = BatchedSSLViews(torch.Generator().manual_seed(3))
     assert torch.equal(shared(x), views[0])
+
+
+def test_views_of_several_batches_are_the_views_of_one_call_per_batch() -> None:
+    """views_of draws batch after batch as successive calls do and, on the CPU, where samples
+    are computed one at a time, gives the same views bit for bit."""
+    lesion, negative = _batch(4, (20, 20, 20)) * 2 - 0.5, _batch(4, (20, 20, 20), seed=1)
+    together, apart = BatchedSSLViews(11), BatchedSSLViews(11)
+    for _ in range(3):
+        views = together.views_of([lesion, lesion, negative, negative])
+        expected = [apart(x) for x in (lesion, lesion, negative, negative)]
+        assert all(torch.equal(v, e) for v, e in zip(views, expected, strict=True))
+    assert not torch.equal(views[0], views[1])
+    single = BatchedSSLViews(12).views_of([_batch(3, (9, 9, 9)).half()])
+    assert len(single) == 1 and single[0].dtype == torch.float16
+    assert torch.equal(single[0], BatchedSSLViews(12)(_batch(3, (9, 9, 9)).half()))
+
+
+def test_views_of_rejects_no_batch_and_batches_that_differ() -> None:
+    views = BatchedSSLViews(0)
+    with pytest.raises(ValueError, match="at least one batch"):
+        views.views_of([])
+    with pytest.raises(ValueError, match="must match the first"):
+        views.views_of([torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 9)])
+    with pytest.raises(ValueError, match="must match the first"):
+        views.views_of([torch.rand(2, 1, 8, 8, 8), torch.rand(2, 1, 8, 8, 8).double()])
+    with pytest.raises(ValueError, match=r"\(B, 1, D, H, W\)"):
+        views.views_of([torch.rand(2, 8, 8, 8)])
 
 
 def test_pickled_module_continues_the_same_stream() -> None:
