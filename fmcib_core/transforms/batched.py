@@ -183,14 +183,20 @@ def _axis_taps(
         ``(lower, upper, weight)``: (B, n) int64 absolute voxel indices and (B, n) float32 weights
         of ``upper`` (computed in float64, rounded once), on the CPU.
     """
-    start, size = start.cpu().double()[:, None], size.cpu().double()[:, None]
-    j = torch.arange(n, dtype=torch.float64)[None]
-    source = ((j + 0.5) * size / n - 0.5).clamp(min=0)
-    below = source.floor()
-    taps = (start + below, start + torch.minimum(below + 1, size - 1), source - below)
-    flip = flip.cpu()[:, None]
-    lower, upper, weight = (torch.where(flip, tap.flip(1), tap) for tap in taps)
-    return lower.long(), upper.long(), weight.float()
+    # numpy: the same float64 operations, cheaper on arrays of this size.
+    start = start.cpu().numpy().astype(np.float64)[:, None]
+    size = size.cpu().numpy().astype(np.float64)[:, None]
+    j = np.arange(n, dtype=np.float64)[None]
+    source = np.maximum((j + 0.5) * size / n - 0.5, 0)
+    below = np.floor(source)
+    taps = (start + below, start + np.minimum(below + 1, size - 1), source - below)
+    flip = flip.cpu().numpy()[:, None]
+    lower, upper, weight = (np.where(flip, tap[:, ::-1], tap) for tap in taps)
+    return (
+        torch.from_numpy(lower.astype(np.int64)),
+        torch.from_numpy(upper.astype(np.int64)),
+        torch.from_numpy(weight.astype(np.float32)),
+    )
 
 
 def _lerp_rows(
@@ -259,27 +265,34 @@ def _crop_plan(
 ) -> _CropPlan:
     """The :class:`_CropPlan` of a batch's :func:`_crop_taps`, its tensors on ``device``."""
     d, h, _ = spatial
-    (z_lo, z_hi, z_w), (y_lo, y_hi, y_w), (x_lo, x_hi, x_w) = taps
+    # numpy: integer arithmetic on a few hundred indices, cheaper than torch's per operation.
+    (z_lo, z_hi, z_w), (y_lo, y_hi, y_w), (x_lo, x_hi, x_w) = (
+        tuple(t.numpy() for t in axis) for axis in taps
+    )
     b = z_lo.shape[0]
-    pos = torch.arange(b) % chunk
+    pos = np.arange(b) % chunk
+    starts = np.arange(0, b, chunk)
     boxes, first, length = [], [], []
     for lower, upper in ((z_lo, z_hi), (y_lo, y_hi), (x_lo, x_hi)):
-        low, high = lower.amin(1).tolist(), (upper.amax(1) + 1).tolist()
-        box = [(min(low[i : i + chunk]), max(high[i : i + chunk])) for i in range(0, b, chunk)]
-        boxes.append(box)
-        first.append(torch.tensor([box[i // chunk][0] for i in range(b)])[:, None])
-        length.append(torch.tensor([box[i // chunk][1] - box[i // chunk][0] for i in range(b)]))
+        low = np.minimum.reduceat(lower.min(1), starts)
+        high = np.maximum.reduceat(upper.max(1) + 1, starts)
+        boxes.append(list(zip(low.tolist(), high.tolist(), strict=True)))
+        first.append(np.repeat(low, chunk)[:b])
+        length.append(np.repeat(high - low, chunk)[:b])
     dz, hy = length[0][:, None], length[1][:, None, None]
-    z_rows = pos[:, None] * dz - first[0]
-    y_rows = (pos[:, None, None] * d + torch.arange(d)[None, :, None]) * hy - first[1][:, None]
+    z_rows = pos[:, None] * dz - first[0][:, None]
+    y_rows = (pos[:, None, None] * d + np.arange(d)[None, :, None]) * hy - first[1][:, None, None]
     flat = (b, -1)
+    first_x = first[2][:, None]
     taps = (
-        (x_lo - first[2], x_hi - first[2], x_w),
+        (x_lo - first_x, x_hi - first_x, x_w),
         (z_lo + z_rows, z_hi + z_rows, z_w),
-        ((y_lo[:, None] + y_rows).view(flat), (y_hi[:, None] + y_rows).view(flat),
-         y_w[:, None].expand(-1, d, h).reshape(flat)),
+        ((y_lo[:, None] + y_rows).reshape(flat), (y_hi[:, None] + y_rows).reshape(flat),
+         np.repeat(y_w[:, None], d, axis=1).reshape(flat)),
     )  # fmt: skip
-    x_taps, z_taps, y_taps = (tuple(t.to(device) for t in axis) for axis in taps)
+    x_taps, z_taps, y_taps = (
+        tuple(torch.from_numpy(np.ascontiguousarray(t)).to(device) for t in axis) for axis in taps
+    )
     return _CropPlan(
         chunk=chunk,
         boxes=[tuple(slice(*box) for box in axes) for axes in zip(*boxes, strict=True)],
@@ -569,7 +582,7 @@ def _one_sample_at_a_time(
     plan: _CropPlan,
     params: ViewParams,
     matrices: Sequence[torch.Tensor] | None,
-    folded: Sequence[torch.Tensor] | None,
+    folded: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
 ) -> None:
     """Compute every view into ``out`` one sample at a time (``chunk`` 1, the CPU's default).
 
@@ -586,9 +599,8 @@ def _one_sample_at_a_time(
         params: the batch's parameters (CPU flags).
         matrices: the per-axis (B, n, n) smoothing matrices on ``out``'s device, or None when no
             sample is smoothed.
-        folded: the per-axis (B, n, n) products of smoothing and interpolation matrices of the
-            samples smoothed without a histogram shift (other rows zero), or None when there is
-            none.
+        folded: the (n, n) products of smoothing and interpolation matrices per axis of each
+            sample smoothed without a histogram shift, by sample.
     """
     d, h, w = out.shape[2:]
     hist, smooth = params.hist_shift.tolist(), params.smooth.tolist()
@@ -599,14 +611,13 @@ def _one_sample_at_a_time(
     points = params.hist_points.cpu().float().numpy()
     reference = reference_control_points(points.shape[1]).float().numpy()
     smoothing = [m.split(1) for m in matrices] if matrices is not None else None
-    folding = [m.split(1) for m in folded] if folded is not None else None
     for i, (x, slot) in enumerate(zip(samples, out[:, 0], strict=True)):
         box = plan.boxes[i]
         inside = x[box]
         if smooth[i] and not hist[i]:
             # The folded matrices' columns outside the crop box are zero: only the voxels
             # inside are multiplied.
-            m = [f[i][..., cut] for f, cut in zip(folding, box, strict=True)]
+            m = [f[None, :, cut] for f, cut in zip(folded[i], box, strict=True)]
             _along_axes(inside[None, None], m, out=slot)
         else:
             dz, hy = inside.shape[:2]
@@ -678,18 +689,23 @@ def _apply(
     fold = smooth & ~hist
     matrices = _smooth_matrices(params.sigma, spatial) if bool(smooth.any()) else None
     on_device = _on(x.device, matrices) if matrices is not None else None
-    folded = None
-    if matrices is not None and bool(fold.any()):
-        index = fold.nonzero().flatten()
+    products, index = None, fold.nonzero().flatten()
+    if matrices is not None and len(index):
         crops = _interpolation_matrices([[t[index] for t in tap] for tap in taps], spatial)
         products = [(m[index].double() @ r).float() for m, r in zip(matrices, crops, strict=True)]
+    if chunk == 1:
+        samples = [sample[0] for batch in batches for sample in batch.float().unbind(0)]
+        folded = {}
+        if products is not None:
+            per_sample = zip(*(p.unbind(0) for p in _on(x.device, products)), strict=True)
+            folded = dict(zip(index.tolist(), per_sample, strict=True))
+        _one_sample_at_a_time(samples, out, plan, params, on_device, folded)
+        return list(out.to(x.dtype).split(sizes))
+    folded = None
+    if products is not None:
         folded = _on(
             x.device, [p.new_zeros((b, *p.shape[1:])).index_copy_(0, index, p) for p in products]
         )
-    if chunk == 1:
-        samples = [sample[0] for batch in batches for sample in batch.float().unbind(0)]
-        _one_sample_at_a_time(samples, out, plan, params, on_device, folded)
-        return list(out.to(x.dtype).split(sizes))
     x32 = torch.cat([batch.float() for batch in batches]) if len(batches) > 1 else x.float()
     points = params.hist_points.to(x.device, torch.float32)
     reference = reference_control_points(points.shape[1]).float().to(x.device)[None]
